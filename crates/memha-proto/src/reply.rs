@@ -1,0 +1,193 @@
+//! Decoded replies: every server outcome is an item, never an error.
+
+use bytes::Bytes;
+
+/// The shape of reply a command gets; the decoder is told it for each reply, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReplyKind {
+    /// One meta frame: `HD`, `VA`, `EN`, `NF`, `NS`, `EX` or `MN`.
+    Meta,
+    /// `VALUE` blocks then `END`, for a retrieval of `max_items` keys.
+    Values {
+        /// How many keys were asked for: more values than this is a decode error.
+        max_items: usize,
+    },
+    /// `STORED`, `NOT_STORED`, `EXISTS` or `NOT_FOUND`.
+    Storage,
+    /// `DELETED` or `NOT_FOUND`.
+    Delete,
+    /// `TOUCHED` or `NOT_FOUND`.
+    Touch,
+    /// A decimal number or `NOT_FOUND`.
+    Arithmetic,
+    /// `OK`.
+    Ok,
+    /// `VERSION <version>`.
+    Version,
+    /// `STAT` lines then `END`.
+    Stats,
+    /// `CONFIG cluster <flags> <len>`, the payload, then `END`.
+    Config,
+}
+
+/// The status of a meta reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetaStatus {
+    /// `HD`: success, no value.
+    Stored,
+    /// `VA`: success with a value.
+    Value,
+    /// `EN`: miss.
+    Miss,
+    /// `NF`: not found (delete, arithmetic, touch).
+    NotFound,
+    /// `NS`: not stored (add of a present key, replace of an absent one...).
+    NotStored,
+    /// `EX`: exists: the CAS token did not match.
+    Exists,
+    /// `MN`: the answer to `mn`.
+    Noop,
+}
+
+impl MetaStatus {
+    /// The two-letter code on the wire.
+    pub fn code(self) -> &'static str {
+        match self {
+            MetaStatus::Stored => "HD",
+            MetaStatus::Value => "VA",
+            MetaStatus::Miss => "EN",
+            MetaStatus::NotFound => "NF",
+            MetaStatus::NotStored => "NS",
+            MetaStatus::Exists => "EX",
+            MetaStatus::Noop => "MN",
+        }
+    }
+
+    pub(crate) fn from_code(code: &[u8]) -> Option<MetaStatus> {
+        Some(match code {
+            b"HD" => MetaStatus::Stored,
+            b"VA" => MetaStatus::Value,
+            b"EN" => MetaStatus::Miss,
+            b"NF" => MetaStatus::NotFound,
+            b"NS" => MetaStatus::NotStored,
+            b"EX" => MetaStatus::Exists,
+            b"MN" => MetaStatus::Noop,
+            _ => return None,
+        })
+    }
+}
+
+/// The flags a meta reply returned; each is `None` or `false` unless asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MetaFlags {
+    /// The CAS token (`c`).
+    pub cas: Option<u64>,
+    /// The client flags (`f`).
+    pub client_flags: Option<u32>,
+    /// Remaining TTL in seconds, -1 when the item never expires (`t`).
+    pub ttl: Option<i64>,
+    /// The key (`k`).
+    pub key: Option<Bytes>,
+    /// The opaque token echoed (`O`).
+    pub opaque: Option<u32>,
+    /// The value's size (`s`).
+    pub size: Option<u64>,
+    /// Whether the item had been read before (`h`).
+    pub hit_before: Option<bool>,
+    /// Seconds since the item was last accessed (`l`).
+    pub last_access: Option<u64>,
+    /// This client won the right to recache the item (`W`).
+    pub won: bool,
+    /// The item is stale (`X`).
+    pub stale: bool,
+    /// Another client already won the recache (`Z`).
+    pub win_pending: bool,
+}
+
+/// A meta reply frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaReply {
+    /// The outcome.
+    pub status: MetaStatus,
+    /// The value, for `VA`, sliced from the read buffer without a copy.
+    pub value: Option<Bytes>,
+    /// The returned flags.
+    pub flags: MetaFlags,
+}
+
+/// One item of a classic retrieval reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Value {
+    /// The item's key.
+    pub key: Bytes,
+    /// The client flags.
+    pub flags: u32,
+    /// The CAS token, for `gets` and `gats`.
+    pub cas: Option<u64>,
+    /// The value, sliced from the read buffer without a copy.
+    pub data: Bytes,
+}
+
+/// One `STAT name value` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    /// The statistic's name.
+    pub name: String,
+    /// Its value, as the server wrote it.
+    pub value: String,
+}
+
+/// Which error line a server sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerErrorKind {
+    /// `ERROR`: the server does not know the command.
+    UnknownCommand,
+    /// `CLIENT_ERROR <msg>`: the request was malformed.
+    Client,
+    /// `SERVER_ERROR <msg>`: the server could not serve it (out of memory...).
+    Server,
+}
+
+/// An error line from the server: an item of the stream, not a decode error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerError {
+    /// Which error line.
+    pub kind: ServerErrorKind,
+    /// The server's message, empty for `ERROR`.
+    pub message: String,
+}
+
+/// A decoded reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reply {
+    /// A meta frame.
+    Meta(MetaReply),
+    /// The values found by a classic retrieval (empty when all missed).
+    Values(Vec<Value>),
+    /// `STORED`.
+    Stored,
+    /// `NOT_STORED`.
+    NotStored,
+    /// `EXISTS`.
+    Exists,
+    /// `NOT_FOUND`.
+    NotFound,
+    /// `DELETED`.
+    Deleted,
+    /// `TOUCHED`.
+    Touched,
+    /// The new value of `incr`/`decr`.
+    Number(u64),
+    /// `OK`.
+    Ok,
+    /// `VERSION <version>`.
+    Version(String),
+    /// The `STAT` lines of `stats`.
+    Stats(Vec<Stat>),
+    /// The payload of `CONFIG cluster`: parse it with [`ClusterConfig::parse`](crate::ClusterConfig::parse).
+    Config(Bytes),
+    /// `ERROR`, `CLIENT_ERROR` or `SERVER_ERROR`.
+    Error(ServerError),
+}
