@@ -1,0 +1,161 @@
+//! Project automation for memha, run as `cargo xtask <command>`.
+//!
+//! - `cargo xtask test [ARGS...]`: makes sure memcached is installed, then
+//!   runs `cargo test --workspace [ARGS...]`.
+//! - `cargo xtask ci`: formatting check, clippy, the tests, and the docs,
+//!   all with warnings as errors; prints the time each step took.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod memcached;
+
+use std::env;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  test [ARGS...]   install memcached if missing, then `cargo test --workspace [ARGS...]`
+  ci               fmt check, clippy, tests and docs, warnings as errors";
+
+fn main() -> ExitCode {
+    let mut args = env::args_os().skip(1);
+    let command = args.next();
+    let rest: Vec<OsString> = args.collect();
+    let result = match command.as_ref().and_then(|c| c.to_str()) {
+        Some("test") => test(&rest),
+        Some("ci") if rest.is_empty() => ci(),
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cargo xtask test`: memcached, then the workspace tests.
+fn test(extra: &[OsString]) -> Result<(), String> {
+    ensure_memcached()?;
+    run_tests(extra)
+}
+
+/// `cargo xtask ci`: every check, timed.
+fn ci() -> Result<(), String> {
+    let started = Instant::now();
+    step("fmt", || cargo(&["fmt", "--all", "--", "--check"], &[]))?;
+    step("clippy", || {
+        cargo(
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        )
+    })?;
+    step("memcached", ensure_memcached)?;
+    step("test", || run_tests(&[]))?;
+    step("doc", || {
+        cargo(
+            &["doc", "--workspace", "--no-deps", "--all-features"],
+            &[("RUSTDOCFLAGS", "-D warnings")],
+        )
+    })?;
+    println!("ci passed in {}", seconds(started.elapsed()));
+    Ok(())
+}
+
+/// Runs one named step, printing its name and how long it took.
+fn step(name: &str, run: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    println!("==> {name}");
+    let started = Instant::now();
+    let result = run();
+    let took = seconds(started.elapsed());
+    match &result {
+        Ok(()) => println!("<== {name} ok in {took}"),
+        Err(_) => println!("<== {name} FAILED after {took}"),
+    }
+    result
+}
+
+fn ensure_memcached() -> Result<(), String> {
+    let binary = memcached::ensure_installed()?;
+    println!("using {}", binary.display());
+    Ok(())
+}
+
+fn run_tests(extra: &[OsString]) -> Result<(), String> {
+    let mut args: Vec<OsString> =
+        vec!["test".into(), "--workspace".into(), "--all-features".into()];
+    args.extend(extra.iter().cloned());
+    cargo(&args, &[])
+}
+
+/// Runs `cargo ARGS` at the workspace root with extra environment variables.
+fn cargo<S: AsRef<std::ffi::OsStr>>(args: &[S], envs: &[(&str, &str)]) -> Result<(), String> {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(&cargo);
+    command
+        .args(args)
+        .current_dir(workspace_root())
+        .envs(envs.iter().copied());
+    let shown = display(&command);
+    let status = command
+        .status()
+        .map_err(|err| format!("could not run `{shown}`: {err}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{shown}` failed ({status})"))
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
+
+/// The command line, for messages.
+fn display(command: &Command) -> String {
+    let mut shown: Vec<String> = command
+        .get_envs()
+        .filter_map(|(key, value)| {
+            Some(format!(
+                "{}={:?}",
+                key.to_string_lossy(),
+                value?.to_string_lossy()
+            ))
+        })
+        .collect();
+    shown.push("cargo".to_owned());
+    shown.extend(
+        command
+            .get_args()
+            .map(|arg| arg.to_string_lossy().into_owned()),
+    );
+    shown.join(" ")
+}
+
+fn seconds(elapsed: Duration) -> String {
+    format!("{:.1}s", elapsed.as_secs_f64())
+}
