@@ -1,0 +1,118 @@
+//! Thresholds and probe schedule.
+
+use std::time::Duration;
+
+/// Health thresholds and the probe schedule.
+///
+/// ```
+/// use memha_health::HealthConfig;
+/// use std::time::Duration;
+///
+/// let config = HealthConfig::default()
+///     .with_timeout_threshold(5)
+///     .with_up_interval(Duration::from_secs(2));
+/// assert_eq!(config.timeout_threshold, 5);
+/// assert_eq!(config.backoff_max, Duration::from_secs(3));
+/// ```
+///
+/// Out-of-range values are clamped when used: a threshold of at least 1, a
+/// factor of at least 1, a jitter between 0 and 1, intervals of at least 1 ms
+/// and a cap no smaller than the initial delay.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct HealthConfig {
+    /// Consecutive timeouts (or failures) that mark a node down (default 3).
+    /// A refused or reset connection marks it down at once.
+    pub timeout_threshold: u32,
+    /// How often an Up node is probed (default 5 s).
+    pub up_interval: Duration,
+    /// The first delay between probes of a Down, Joining or Rejoining node,
+    /// or of an Up node that just failed (default 100 ms).
+    pub backoff_initial: Duration,
+    /// How much each following delay grows (default 1.5).
+    pub backoff_factor: f64,
+    /// The longest delay between probes of a failing node (default 3 s).
+    pub backoff_max: Duration,
+    /// How much of each delay is random: a delay `d` becomes a uniform
+    /// value in `[d * (1 - jitter), d]` (default 0.2). Jitter only ever
+    /// shortens delays, so `up_interval` and `backoff_max` are upper bounds.
+    pub jitter: f64,
+    /// How long the rejoin hook may take before the attempt counts as failed
+    /// and is retried (default 60 s).
+    pub rejoin_timeout: Duration,
+}
+
+impl HealthConfig {
+    /// The defaults: 3 timeouts, probes every 5 s when up, backoff from
+    /// 100 ms by 1.5x to 3 s, jitter 0.2, rejoin timeout 60 s.
+    pub const DEFAULT: HealthConfig = HealthConfig {
+        timeout_threshold: 3,
+        up_interval: Duration::from_secs(5),
+        backoff_initial: Duration::from_millis(100),
+        backoff_factor: 1.5,
+        backoff_max: Duration::from_secs(3),
+        jitter: 0.2,
+        rejoin_timeout: Duration::from_secs(60),
+    };
+
+    /// Sets [`timeout_threshold`](Self::timeout_threshold).
+    pub fn with_timeout_threshold(mut self, threshold: u32) -> Self {
+        self.timeout_threshold = threshold;
+        self
+    }
+
+    /// Sets [`up_interval`](Self::up_interval).
+    pub fn with_up_interval(mut self, interval: Duration) -> Self {
+        self.up_interval = interval;
+        self
+    }
+
+    /// Sets the backoff of failing nodes: first delay, growth factor, cap.
+    pub fn with_backoff(mut self, initial: Duration, factor: f64, max: Duration) -> Self {
+        self.backoff_initial = initial;
+        self.backoff_factor = factor;
+        self.backoff_max = max;
+        self
+    }
+
+    /// Sets [`jitter`](Self::jitter).
+    pub fn with_jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Sets [`rejoin_timeout`](Self::rejoin_timeout).
+    pub fn with_rejoin_timeout(mut self, timeout: Duration) -> Self {
+        self.rejoin_timeout = timeout;
+        self
+    }
+
+    /// The configuration with every value clamped into range.
+    pub(crate) fn normalized(&self) -> HealthConfig {
+        const MIN: Duration = Duration::from_millis(1);
+        let initial = self.backoff_initial.max(MIN);
+        HealthConfig {
+            timeout_threshold: self.timeout_threshold.max(1),
+            up_interval: self.up_interval.max(MIN),
+            backoff_initial: initial,
+            backoff_factor: if self.backoff_factor >= 1.0 && self.backoff_factor.is_finite() {
+                self.backoff_factor
+            } else {
+                1.0
+            },
+            backoff_max: self.backoff_max.max(initial),
+            jitter: if self.jitter.is_nan() {
+                0.0
+            } else {
+                self.jitter.clamp(0.0, 1.0)
+            },
+            rejoin_timeout: self.rejoin_timeout.max(MIN),
+        }
+    }
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig::DEFAULT
+    }
+}

@@ -1,0 +1,295 @@
+//! One node's state: read without locks, changed under a short lock.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{broadcast, watch, Notify};
+
+use crate::observe::Observation;
+use crate::probe::ProbeReport;
+use crate::state::{Cause, NodeState, RejoinReason, Transition};
+
+/// Where transitions go: the table's stream and its change counter.
+#[derive(Debug)]
+pub(crate) struct Events {
+    pub(crate) transitions: broadcast::Sender<Transition>,
+    /// Bumped on every transition and membership change.
+    pub(crate) changed: watch::Sender<u64>,
+}
+
+impl Events {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Events {
+            transitions: broadcast::channel(capacity).0,
+            changed: watch::channel(0).0,
+        }
+    }
+
+    pub(crate) fn bump(&self) {
+        self.changed
+            .send_modify(|version| *version = version.wrapping_add(1));
+    }
+}
+
+/// The part of a node's state that changes only under its lock.
+#[derive(Debug, Default)]
+struct Machine {
+    /// Bumped on every transition, so an answer about an older state (a
+    /// rejoin hook that finished late) is not applied to a newer one.
+    epoch: u64,
+    /// The last successful probe's report; `None` until the node first answers.
+    last_report: Option<ProbeReport>,
+    /// Why the node is rejoining, while it is.
+    rejoin_reason: Option<RejoinReason>,
+    /// Rejoin hook attempts in the current Rejoining spell.
+    rejoin_attempts: u32,
+}
+
+pub(crate) struct NodeShared {
+    addr: SocketAddr,
+    threshold: u32,
+    state: AtomicU8,
+    failures: AtomicU32,
+    machine: Mutex<Machine>,
+    /// Wakes the node's monitor to reschedule its next probe.
+    pub(crate) wake: Notify,
+    events: Arc<Events>,
+}
+
+/// A cheap, cloneable handle on one node's health.
+///
+/// Reading the state is one atomic load; recording a success on a healthy
+/// node takes no lock either. [`Health`](crate::Health) records every result
+/// of its inner service through it; code that talks to the node some other
+/// way can [`record`](Self::record) outcomes itself.
+#[derive(Clone)]
+pub struct NodeHealth {
+    pub(crate) shared: Arc<NodeShared>,
+}
+
+impl fmt::Debug for NodeHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeHealth")
+            .field("addr", &self.shared.addr)
+            .field("state", &self.state())
+            .field("consecutive_failures", &self.consecutive_failures())
+            .finish()
+    }
+}
+
+impl NodeHealth {
+    pub(crate) fn new(addr: SocketAddr, threshold: u32, events: Arc<Events>) -> Self {
+        NodeHealth {
+            shared: Arc::new(NodeShared {
+                addr,
+                threshold: threshold.max(1),
+                state: AtomicU8::new(NodeState::Joining.to_u8()),
+                failures: AtomicU32::new(0),
+                machine: Mutex::new(Machine::default()),
+                wake: Notify::new(),
+                events,
+            }),
+        }
+    }
+
+    /// The node's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// The node's state now (one atomic load).
+    pub fn state(&self) -> NodeState {
+        self.shared.state()
+    }
+
+    /// Whether reads may go to the node: it is [`NodeState::Up`].
+    pub fn is_readable(&self) -> bool {
+        self.state().is_readable()
+    }
+
+    /// Whether writes may go to the node: it is Up or Rejoining.
+    pub fn is_writable(&self) -> bool {
+        self.state().is_writable()
+    }
+
+    /// Timeouts and failures since the last answer.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.shared.failures.load(Ordering::Relaxed)
+    }
+
+    /// What the last successful probe reported, if any probe succeeded yet.
+    pub fn last_report(&self) -> Option<ProbeReport> {
+        self.shared.lock().last_report.clone()
+    }
+
+    /// Records the outcome of one exchange with the node.
+    ///
+    /// [`Observation::ConnectionFailed`] marks it Down at once;
+    /// `timeout_threshold` consecutive [`Observation::Timeout`]s or
+    /// [`Observation::Failure`]s mark it Down; [`Observation::Success`]
+    /// resets the count; [`Observation::Neutral`] does nothing. Answers never
+    /// turn a Down node Up: only a probe can, after checking for a restart.
+    pub fn record(&self, observation: Observation) {
+        self.shared.record(observation);
+    }
+
+    /// Whether two handles are of the same node entry.
+    pub fn ptr_eq(&self, other: &NodeHealth) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl NodeShared {
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub(crate) fn state(&self) -> NodeState {
+        NodeState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn failures(&self) -> u32 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Machine> {
+        // The machine is always left consistent: a panic elsewhere cannot
+        // leave it half-changed, so a poisoned lock is still usable.
+        self.machine.lock().unwrap_or_else(|err| err.into_inner())
+    }
+
+    pub(crate) fn record(&self, observation: Observation) {
+        match observation {
+            Observation::Success => {
+                if self.failures.load(Ordering::Relaxed) != 0 {
+                    self.failures.store(0, Ordering::Relaxed);
+                }
+            }
+            Observation::Neutral => {}
+            Observation::Timeout | Observation::Failure => self.count_failure(),
+            Observation::ConnectionFailed => {
+                if self.state() != NodeState::Down {
+                    let mut machine = self.lock();
+                    if self.state() != NodeState::Down {
+                        self.set_state(&mut machine, NodeState::Down, Cause::ConnectionFailed);
+                    }
+                }
+            }
+        }
+    }
+
+    fn count_failure(&self) {
+        if self.state() == NodeState::Down {
+            return;
+        }
+        let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        if failures >= self.threshold {
+            let mut machine = self.lock();
+            let failures = self.failures.load(Ordering::Acquire);
+            // Re-checked under the lock: another thread may have marked it
+            // down, or an answer may have reset the count.
+            if self.state() != NodeState::Down && failures >= self.threshold {
+                self.set_state(
+                    &mut machine,
+                    NodeState::Down,
+                    Cause::Failures {
+                        consecutive: failures,
+                    },
+                );
+            }
+        } else if failures == 1 {
+            // A suspect node is probed on the fast schedule.
+            self.wake.notify_one();
+        }
+    }
+
+    /// A probe answered with `report`.
+    pub(crate) fn probe_succeeded(&self, report: ProbeReport) {
+        self.record(Observation::Success);
+        let mut machine = self.lock();
+        let verdict = machine
+            .last_report
+            .as_ref()
+            .map(|earlier| report.compare(earlier));
+        machine.last_report = Some(report);
+        match self.state() {
+            NodeState::Joining => self.set_state(&mut machine, NodeState::Up, Cause::Answered),
+            NodeState::Up => {
+                if verdict == Some(RejoinReason::Restarted) {
+                    self.start_rejoin(&mut machine, RejoinReason::Restarted);
+                }
+            }
+            NodeState::Down => match verdict {
+                // Never answered before: nothing was written to it through
+                // this table, it joins like a new node.
+                None => self.set_state(&mut machine, NodeState::Up, Cause::Answered),
+                Some(reason) => self.start_rejoin(&mut machine, reason),
+            },
+            NodeState::Rejoining => {
+                if verdict == Some(RejoinReason::Restarted) {
+                    // It restarted while rejoining: it is empty now.
+                    machine.rejoin_reason = Some(RejoinReason::Restarted);
+                }
+            }
+        }
+    }
+
+    /// A probe failed: counted like a passive failure, never as an answer.
+    pub(crate) fn probe_failed(&self, observation: Observation) {
+        self.record(match observation {
+            Observation::Success | Observation::Neutral => Observation::Failure,
+            other => other,
+        });
+    }
+
+    fn start_rejoin(&self, machine: &mut Machine, reason: RejoinReason) {
+        machine.rejoin_reason = Some(reason);
+        machine.rejoin_attempts = 0;
+        self.set_state(machine, NodeState::Rejoining, Cause::Returned(reason));
+    }
+
+    /// If the node is rejoining, the next hook attempt: its epoch and info.
+    pub(crate) fn begin_rejoin_attempt(&self) -> Option<(u64, RejoinReason, u32)> {
+        let mut machine = self.lock();
+        if self.state() != NodeState::Rejoining {
+            return None;
+        }
+        machine.rejoin_attempts += 1;
+        let reason = machine.rejoin_reason.unwrap_or(RejoinReason::Unknown);
+        Some((machine.epoch, reason, machine.rejoin_attempts))
+    }
+
+    /// The hook attempt begun at `epoch` succeeded: Up, unless the node
+    /// changed state meanwhile.
+    pub(crate) fn made_safe(&self, epoch: u64) {
+        let mut machine = self.lock();
+        if machine.epoch == epoch && self.state() == NodeState::Rejoining {
+            machine.rejoin_reason = None;
+            self.set_state(&mut machine, NodeState::Up, Cause::MadeSafe);
+        }
+    }
+
+    fn set_state(&self, machine: &mut Machine, to: NodeState, cause: Cause) {
+        let from = NodeState::from_u8(self.state.swap(to.to_u8(), Ordering::AcqRel));
+        machine.epoch += 1;
+        self.failures.store(0, Ordering::Release);
+        let transition = Transition {
+            node: self.addr,
+            from,
+            to,
+            cause,
+        };
+        match to {
+            NodeState::Down => tracing::warn!(node = %self.addr, %from, %cause, "node down"),
+            _ => tracing::info!(node = %self.addr, %from, %to, %cause, "node state changed"),
+        }
+        // No receivers is fine: nobody is watching.
+        let _ = self.events.transitions.send(transition);
+        self.events.bump();
+        if to == NodeState::Down {
+            self.wake.notify_one();
+        }
+    }
+}

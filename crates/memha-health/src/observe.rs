@@ -1,0 +1,178 @@
+//! Turning request outcomes into health signals.
+
+use std::fmt;
+use std::io;
+
+use crate::error::{BoxError, Error, ErrorKind};
+
+/// What one exchange with a node says about its health.
+///
+/// [`Health`](crate::Health) classifies each result with [`ClassifyOutcome`];
+/// [`NodeHealth::record`](crate::NodeHealth::record) feeds one in directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Observation {
+    /// The node answered. A miss, `NOT_STORED`, `EXISTS` or even a
+    /// `SERVER_ERROR` is an answer: the node is alive. Resets the count of
+    /// consecutive timeouts.
+    Success,
+    /// Says nothing about the node (a request refused before it was sent,
+    /// an invalid key, a call cancelled): ignored.
+    Neutral,
+    /// The node did not answer in time. `timeout_threshold` consecutive
+    /// timeouts mark it down.
+    Timeout,
+    /// The exchange failed in a way that is neither a timeout nor a refused
+    /// connection (a garbled reply, an unexpected I/O error): counted like a
+    /// timeout.
+    Failure,
+    /// The connection was refused, reset or closed: the node is marked down
+    /// at once.
+    ConnectionFailed,
+}
+
+impl fmt::Display for Observation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Observation::Success => "success",
+            Observation::Neutral => "neutral",
+            Observation::Timeout => "timeout",
+            Observation::Failure => "failure",
+            Observation::ConnectionFailed => "connection failed",
+        })
+    }
+}
+
+/// Classifies a response or an error of a node service as an [`Observation`].
+///
+/// [`Health`](crate::Health) needs it for its inner service's `Response` and
+/// `Error` types. A connection crate implements it for its own error type:
+///
+/// ```
+/// use memha_health::{ClassifyOutcome, Observation};
+///
+/// enum ConnError { Refused, TimedOut, InvalidKey }
+///
+/// impl ClassifyOutcome for ConnError {
+///     fn observation(&self) -> Observation {
+///         match self {
+///             ConnError::Refused => Observation::ConnectionFailed,
+///             ConnError::TimedOut => Observation::Timeout,
+///             ConnError::InvalidKey => Observation::Neutral,
+///         }
+///     }
+/// }
+/// # assert_eq!(ConnError::TimedOut.observation(), Observation::Timeout);
+/// # let _ = (ConnError::Refused, ConnError::InvalidKey);
+/// ```
+pub trait ClassifyOutcome {
+    /// What this outcome says about the node's health.
+    fn observation(&self) -> Observation;
+}
+
+impl<T: ClassifyOutcome + ?Sized> ClassifyOutcome for &T {
+    fn observation(&self) -> Observation {
+        (**self).observation()
+    }
+}
+
+impl<T: ClassifyOutcome, E: ClassifyOutcome> ClassifyOutcome for Result<T, E> {
+    fn observation(&self) -> Observation {
+        match self {
+            Ok(response) => response.observation(),
+            Err(err) => err.observation(),
+        }
+    }
+}
+
+/// Every decoded reply is an answer: [`Observation::Success`], misses,
+/// `NOT_STORED`, `EXISTS` and server error lines included.
+impl ClassifyOutcome for memha_proto::Reply {
+    fn observation(&self) -> Observation {
+        Observation::Success
+    }
+}
+
+/// Invalid keys and oversized values are [`Observation::Neutral`] (nothing was
+/// sent); corrupt framing is an [`Observation::Failure`].
+impl ClassifyOutcome for memha_proto::Error {
+    fn observation(&self) -> Observation {
+        if self.is_invalid_key() || self.is_value_too_large() {
+            Observation::Neutral
+        } else {
+            match self.kind() {
+                memha_proto::ErrorKind::NoKeys => Observation::Neutral,
+                _ => Observation::Failure,
+            }
+        }
+    }
+}
+
+/// Refused, reset, aborted, broken or closed connections are
+/// [`Observation::ConnectionFailed`]; timeouts are [`Observation::Timeout`];
+/// anything else is an [`Observation::Failure`].
+impl ClassifyOutcome for io::Error {
+    fn observation(&self) -> Observation {
+        match self.kind() {
+            io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::AddrNotAvailable => Observation::ConnectionFailed,
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Observation::Timeout,
+            _ => Observation::Failure,
+        }
+    }
+}
+
+/// [`ErrorKind::NodeDown`] and [`ErrorKind::NotEnoughNodes`] are
+/// [`Observation::Neutral`] (nothing was sent); a probe failure is its
+/// observation (never a success).
+impl ClassifyOutcome for Error {
+    fn observation(&self) -> Observation {
+        match self.kind() {
+            ErrorKind::Probe { observation } => match observation {
+                Observation::Success | Observation::Neutral => Observation::Failure,
+                other => *other,
+            },
+            ErrorKind::NodeDown { .. } | ErrorKind::NotEnoughNodes { .. } => Observation::Neutral,
+        }
+    }
+}
+
+/// Boxed errors, as `tower` middleware returns them, are classified by
+/// [`classify_error`].
+impl ClassifyOutcome for BoxError {
+    fn observation(&self) -> Observation {
+        classify_error(self.as_ref())
+    }
+}
+
+/// Classifies an error of unknown type by walking its chain of sources:
+/// the first [`Error`], [`std::io::Error`], [`memha_proto::Error`] or timeout
+/// elapsed error of `tower` or `tokio` found decides. An error with none of
+/// these is [`Observation::Neutral`].
+///
+/// So `Timeout -> Health`'s inner service can be a
+/// `tower::timeout::Timeout`: its elapsed errors count as timeouts.
+pub fn classify_error(err: &(dyn std::error::Error + 'static)) -> Observation {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if let Some(err) = err.downcast_ref::<Error>() {
+            return err.observation();
+        }
+        if let Some(err) = err.downcast_ref::<io::Error>() {
+            return err.observation();
+        }
+        if let Some(err) = err.downcast_ref::<memha_proto::Error>() {
+            return err.observation();
+        }
+        if err.is::<tower::timeout::error::Elapsed>() || err.is::<tokio::time::error::Elapsed>() {
+            return Observation::Timeout;
+        }
+        current = err.source();
+    }
+    Observation::Neutral
+}
