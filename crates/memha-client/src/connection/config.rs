@@ -1,0 +1,124 @@
+//! Settings of a node connection.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use memha_proto::Limits;
+
+/// Settings of a [`Connection`](super::Connection).
+///
+/// ```
+/// use std::time::Duration;
+/// use memha_client::ConnectionConfig;
+///
+/// let config = ConnectionConfig::default()
+///     .connect_timeout(Duration::from_millis(500))
+///     .max_in_flight(512)
+///     .reconnect_backoff(Duration::from_millis(20), Duration::from_secs(2));
+/// assert_eq!(config.get_max_in_flight(), 512);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) max_in_flight: usize,
+    pub(crate) backoff_min: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) limits: Limits,
+    pub(crate) read_buffer: usize,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            connect_timeout: Duration::from_secs(1),
+            max_in_flight: 1024,
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(1),
+            limits: Limits::DEFAULT,
+            read_buffer: 64 * 1024,
+        }
+    }
+}
+
+impl ConnectionConfig {
+    /// How long a connection attempt may take (default 1 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How many requests may await their answer at once (default 1024);
+    /// beyond that `poll_ready` waits for room. At least 1.
+    pub fn max_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max.max(1);
+        self
+    }
+
+    /// The wait before a new connection attempt after a failed one: `min`
+    /// after the first failure, doubling up to `max`, with jitter (defaults
+    /// 50 ms and 1 s). The first attempt after a working connection broke is
+    /// made at once. Requests made while waiting fail at once with
+    /// [`ErrorKind::Connect`](crate::ErrorKind::Connect).
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.backoff_min = min;
+        self.backoff_max = max.max(min);
+        self
+    }
+
+    /// Bounds on values and reply lines (default: memcached's 1 MiB items).
+    /// Larger values are refused before sending; a server announcing more
+    /// is treated as broken and disconnected.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The connect timeout.
+    pub fn get_connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// The bound on requests in flight.
+    pub fn get_max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
+    /// The limits on values and replies.
+    pub fn get_limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The wait before the next attempt after `failures` consecutive failed
+    /// ones: exponential, capped, with jitter in `[delay / 2, delay]`.
+    pub(crate) fn backoff(&self, failures: u32) -> Duration {
+        let exponent = failures.saturating_sub(1).min(20);
+        let delay = self
+            .backoff_min
+            .saturating_mul(1 << exponent)
+            .min(self.backoff_max);
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u32(failures);
+        let jitter = (hasher.finish() % 1024) as u32;
+        delay / 2 + (delay / 2) * jitter / 1024
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        let config = ConnectionConfig::default()
+            .reconnect_backoff(Duration::from_millis(100), Duration::from_secs(2));
+        let first = config.backoff(1);
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+        let third = config.backoff(3);
+        assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
+        for failures in [10, 1000, u32::MAX] {
+            let late = config.backoff(failures);
+            assert!(late >= Duration::from_secs(1) && late <= Duration::from_secs(2));
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! One multiplexed, pipelined connection to one memcached node, as a
+//! [`tower::Service`].
+//!
+//! Every clone of a [`Connection`] shares one TCP connection:
+//! - requests from every caller are encoded into one output buffer and sent
+//!   in batches, many per write system call; answers are read in batches and
+//!   matched to requests first in, first out;
+//! - when nothing is in flight the calling task writes its request at once
+//!   itself (lowest latency); otherwise a writer task sends the batch, after
+//!   yielding once so more requests join it;
+//! - at most [`ConnectionConfig::max_in_flight`] requests await their answer;
+//!   `poll_ready` waits for room (backpressure);
+//! - a caller that drops its future never desynchronises the stream: its
+//!   answer is read and discarded;
+//! - a broken connection fails every request queued or in flight with
+//!   [`ErrorKind::Connection`](crate::ErrorKind::Connection) (telling by
+//!   [`Error::is_unsent`](crate::Error::is_unsent) which surely never left);
+//!   an undecodable reply closes it and fails them with
+//!   [`ErrorKind::Protocol`](crate::ErrorKind::Protocol);
+//! - the connection is made on first use and remade on demand, each attempt
+//!   bounded by the connect timeout; after a failed attempt, requests fail at
+//!   once with [`ErrorKind::Connect`](crate::ErrorKind::Connect) until an
+//!   exponential, capped backoff has passed.
+//!
+//! Requests must be made from within a tokio runtime: the connection's
+//! tasks are spawned on the runtime of the request that opens it.
+
+mod config;
+mod future;
+mod metrics;
+mod shared;
+mod task;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use memha_proto::{Command, Reply};
+use tokio::sync::TryAcquireError;
+use tokio_util::sync::PollSemaphore;
+use tower::Service;
+
+pub use config::ConnectionConfig;
+pub use future::ResponseFuture;
+pub use metrics::ConnectionMetrics;
+
+use crate::error::{Error, ErrorKind};
+use shared::Shared;
+
+/// A cloneable handle to the one connection to a memcached node.
+///
+/// It answers any [`Command`] that gets a reply with the decoded [`Reply`];
+/// the [`Client`](crate::Client) builds the commands and reads the replies.
+///
+/// ```no_run
+/// use memha_client::{Connection, ConnectionConfig};
+/// use memha_proto::{Command, Reply};
+/// use tower::{Service, ServiceExt};
+///
+/// # async fn demo() -> Result<(), memha_client::Error> {
+/// let mut connection = Connection::new("127.0.0.1:11211".parse().unwrap(), ConnectionConfig::default());
+/// let reply = connection.ready().await?.call(Command::Version).await?;
+/// assert!(matches!(reply, Reply::Version(_)));
+/// # Ok(())
+/// # }
+/// ```
+pub struct Connection {
+    owner: Arc<Owner>,
+    /// This handle holds a place in the window, reserved by `poll_ready`.
+    reserved: bool,
+    /// Waits for a place when the window is full (the slow path only).
+    waiting: Option<PollSemaphore>,
+}
+
+/// Owned by every handle and pending response: when the last one goes,
+/// the connection closes and its tasks end.
+struct Owner {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+impl Connection {
+    /// A connection to `addr`. Nothing happens until the first request,
+    /// which connects.
+    pub fn new(addr: SocketAddr, config: ConnectionConfig) -> Self {
+        Connection {
+            owner: Arc::new(Owner {
+                shared: Arc::new(Shared::new(addr, config)),
+            }),
+            reserved: false,
+            waiting: None,
+        }
+    }
+
+    /// The node's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.owner.shared.addr
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &ConnectionConfig {
+        &self.owner.shared.config
+    }
+
+    /// Whether a TCP connection is established now.
+    pub fn is_connected(&self) -> bool {
+        self.owner.shared.is_connected()
+    }
+
+    /// The connection's counters since it was created.
+    pub fn metrics(&self) -> ConnectionMetrics {
+        let shared = &self.owner.shared;
+        shared.counters.snapshot(shared.requests())
+    }
+}
+
+impl Clone for Connection {
+    /// Another handle to the same connection (its own place in the
+    /// window is reserved by its own `poll_ready`).
+    fn clone(&self) -> Self {
+        Connection {
+            owner: Arc::clone(&self.owner),
+            reserved: false,
+            waiting: None,
+        }
+    }
+}
+
+impl Drop for Connection {
+    /// Gives back a place reserved and never used.
+    fn drop(&mut self) {
+        if self.reserved {
+            self.owner.shared.release(1);
+        }
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("addr", &self.addr())
+            .field("ready", &self.reserved)
+            .finish()
+    }
+}
+
+impl Service<Command> for Connection {
+    type Response = Reply;
+    type Error = Error;
+    type Future = ResponseFuture;
+
+    /// Reserves a place in the in-flight window, waiting while it is full.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.reserved {
+            return Poll::Ready(Ok(()));
+        }
+        let window = &self.owner.shared.window;
+        if self.waiting.is_none() {
+            match window.try_acquire() {
+                Ok(permit) => {
+                    // Given back in bulk by the reader when the answer is read.
+                    permit.forget();
+                    self.reserved = true;
+                    return Poll::Ready(Ok(()));
+                }
+                Err(TryAcquireError::Closed) => {
+                    return Poll::Ready(Err(Error::new(ErrorKind::Closed)))
+                }
+                Err(TryAcquireError::NoPermits) => {}
+            }
+        }
+        let waiting = self
+            .waiting
+            .get_or_insert_with(|| PollSemaphore::new(Arc::clone(window)));
+        match ready!(waiting.poll_acquire(cx)) {
+            Some(permit) => {
+                permit.forget();
+                self.waiting = None;
+                self.reserved = true;
+                Poll::Ready(Ok(()))
+            }
+            None => Poll::Ready(Err(Error::new(ErrorKind::Closed))),
+        }
+    }
+
+    /// Queues the request. It is sent before this returns when nothing else
+    /// is in flight, else with the next batch.
+    ///
+    /// # Panics
+    ///
+    /// If `poll_ready` did not return `Ready(Ok)` first.
+    fn call(&mut self, command: Command) -> ResponseFuture {
+        assert!(
+            std::mem::take(&mut self.reserved),
+            "Connection::call without a successful poll_ready"
+        );
+        match self.owner.shared.submit(&command) {
+            Ok(reply) => ResponseFuture::waiting(reply, Arc::clone(&self.owner)),
+            Err(error) => ResponseFuture::failed(error),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! How the replication layer behaves.
+
+use std::time::Duration;
+
+/// How many nodes must acknowledge a write before it succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AckPolicy {
+    /// Every writable node (the default): an acknowledged write is on every node that was Up.
+    #[default]
+    All,
+    /// A majority of the writable nodes.
+    Quorum,
+    /// Any one node.
+    One,
+}
+
+impl AckPolicy {
+    /// How many of `writable` nodes must acknowledge.
+    pub(crate) fn required(self, writable: usize) -> usize {
+        match self {
+            AckPolicy::All => writable,
+            AckPolicy::Quorum => writable / 2 + 1,
+            AckPolicy::One => 1,
+        }
+        .min(writable)
+    }
+}
+
+/// What is done to a node that returns without having restarted (it was
+/// paused or partitioned, so it may hold stale values and missed deletes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RejoinPolicy {
+    /// Delete on it every key written or deleted while it was away; flush it
+    /// when there were more than the journal holds (the default; keeps
+    /// promise 2, no resurrection).
+    #[default]
+    Invalidate,
+    /// Always flush it.
+    Flush,
+    /// Admit it as it is. Deleted keys may come back from it: only for
+    /// data where that does not matter.
+    Trust,
+}
+
+/// Settings of the replication layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplicationConfig {
+    /// Who must acknowledge a write (default [`AckPolicy::All`]).
+    pub ack: AckPolicy,
+    /// How many Up nodes a read asks first; `None` is ceil(n/2) of the Up nodes.
+    pub read_nodes: Option<usize>,
+    /// Return a read on the first hit and finish reading and repairing in
+    /// the background (default false: the read waits for its subset and
+    /// repairs before answering).
+    pub return_on_first_hit: bool,
+    /// What a node that returns without a restart needs (default [`RejoinPolicy::Invalidate`]).
+    pub rejoin: RejoinPolicy,
+    /// How many keys each Down node's journal holds before it overflows
+    /// into a flush (default 100,000).
+    pub journal_capacity: usize,
+    /// How long building a client waits for its first nodes to be probed (default 2 s).
+    pub startup_wait: Duration,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            ack: AckPolicy::All,
+            read_nodes: None,
+            return_on_first_hit: false,
+            rejoin: RejoinPolicy::Invalidate,
+            journal_capacity: 100_000,
+            startup_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+impl ReplicationConfig {
+    /// Sets the ack policy.
+    pub fn ack(mut self, ack: AckPolicy) -> Self {
+        self.ack = ack;
+        self
+    }
+
+    /// Sets how many Up nodes a read asks first (at least 1).
+    pub fn read_nodes(mut self, nodes: usize) -> Self {
+        self.read_nodes = Some(nodes.max(1));
+        self
+    }
+
+    /// Returns reads on the first hit, repairing in the background.
+    pub fn return_on_first_hit(mut self, on: bool) -> Self {
+        self.return_on_first_hit = on;
+        self
+    }
+
+    /// Sets the rejoin policy.
+    pub fn rejoin(mut self, policy: RejoinPolicy) -> Self {
+        self.rejoin = policy;
+        self
+    }
+
+    /// Sets the journal capacity per Down node.
+    pub fn journal_capacity(mut self, keys: usize) -> Self {
+        self.journal_capacity = keys;
+        self
+    }
+
+    /// Sets how long building a client waits for its first nodes.
+    pub fn startup_wait(mut self, wait: Duration) -> Self {
+        self.startup_wait = wait;
+        self
+    }
+
+    /// How many of `up` nodes a read asks first.
+    pub(crate) fn read_count(&self, up: usize) -> usize {
+        self.read_nodes
+            .unwrap_or(up.div_ceil(2))
+            .clamp(1, up.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_required() {
+        assert_eq!(AckPolicy::All.required(3), 3);
+        assert_eq!(AckPolicy::Quorum.required(3), 2);
+        assert_eq!(AckPolicy::Quorum.required(4), 3);
+        assert_eq!(AckPolicy::One.required(3), 1);
+        assert_eq!(AckPolicy::One.required(0), 0);
+    }
+
+    #[test]
+    fn reads_ask_half_the_up_nodes_rounded_up() {
+        let config = ReplicationConfig::default();
+        assert_eq!(
+            [1, 2, 3, 4, 5].map(|n| config.read_count(n)),
+            [1, 1, 2, 2, 3]
+        );
+        assert_eq!(config.clone().read_nodes(9).read_count(3), 3);
+    }
+}

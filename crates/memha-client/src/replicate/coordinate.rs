@@ -1,0 +1,103 @@
+//! Conditional and read-modify-write operations, decided by the key's primary.
+
+use std::sync::Arc;
+
+use memha_health::Observation;
+use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaSet, MetaStatus, Reply};
+use tokio::sync::{Mutex, MutexGuard};
+
+use super::members::{Member, Placement};
+use super::Shared;
+use crate::error::Error;
+
+/// Serialises the coordinated operations of this client on one key, so the
+/// copies it propagates reach the other nodes in the order the primary
+/// applied them (32 concurrent increments end equal on every node).
+pub(super) struct KeyLocks {
+    stripes: Vec<Mutex<()>>,
+}
+
+impl KeyLocks {
+    pub(super) fn new(stripes: usize) -> Self {
+        KeyLocks {
+            stripes: (0..stripes.max(1)).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    async fn lock(&self, key: &Key) -> MutexGuard<'_, ()> {
+        let stripe = super::placement::score(0, key.as_bytes()) as usize % self.stripes.len();
+        self.stripes[stripe].lock().await
+    }
+}
+
+impl Shared {
+    /// The primary decides `command`; what it then holds is written to the others.
+    pub(super) async fn coordinated(&self, key: Key, command: Command) -> Result<Reply, Error> {
+        let _serialised = self.key_locks.lock(&key).await;
+        let members = self.members.snapshot();
+        let placement = Placement::of(&members, key.as_bytes());
+        let Some(primary) = placement.primary().cloned() else {
+            return Err(self.no_nodes(&members));
+        };
+        let reply = match primary.call(command).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                // It may have applied: it must not serve reads before it is made safe.
+                if !error.is_unsent() {
+                    primary.record_missed(&key);
+                    primary.health.record(Observation::ConnectionFailed);
+                }
+                return Err(error);
+            }
+        };
+        let applied = matches!(&reply, Reply::Meta(m) if matches!(m.status, MetaStatus::Stored | MetaStatus::Value));
+        if applied {
+            self.propagate(&key, &primary, &placement).await?;
+        }
+        Ok(reply)
+    }
+
+    /// Copies what the primary holds for `key` to every other writable node.
+    async fn propagate(
+        &self,
+        key: &Key,
+        primary: &Arc<Member>,
+        placement: &Placement,
+    ) -> Result<(), Error> {
+        let others: Vec<Arc<Member>> = placement
+            .writable_journaling(key)
+            .into_iter()
+            .filter(|m| !Arc::ptr_eq(m, primary))
+            .collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        let copy = match primary.call(MetaGet::full(key.clone()).into()).await {
+            Ok(Reply::Meta(meta)) if meta.status == MetaStatus::Value => {
+                let mut set = MetaSet::new(key.clone(), meta.value.unwrap_or_default());
+                set.client_flags = meta.flags.client_flags;
+                set.ttl = meta.flags.ttl.filter(|&ttl| ttl > 0);
+                Command::MetaSet(set)
+            }
+            // Gone already (expired, evicted, deleted by a CAS delete): gone everywhere.
+            Ok(_) => Command::MetaDelete(MetaDelete::new(key.clone())),
+            Err(error) => {
+                // Without the primary's copy the others cannot be brought up to date:
+                // they must not serve an older copy either.
+                for member in &others {
+                    member.record_missed(key);
+                }
+                let _ = super::fanout::write(
+                    &others,
+                    Command::MetaDelete(MetaDelete::new(key.clone())),
+                    Some(key),
+                    0,
+                )
+                .await;
+                return Err(error);
+            }
+        };
+        let required = self.config.ack.required(others.len() + 1).saturating_sub(1);
+        self.fan_out_required(&others, copy, key, required).await
+    }
+}

@@ -1,0 +1,303 @@
+//! `Replicate`: one tower service over the changing set of node stacks,
+//! keeping the design's promises.
+//!
+//! It answers the same [`Command`]s as a single node, so the [`Client`]
+//! facade and any layer around it work unchanged over a cluster:
+//! - `ms` (plain set), `md`, `mg` with `T` (touch) and `flush_all` go to every
+//!   writable node (Up or Rejoining) under the [`AckPolicy`]; the keys Down
+//!   nodes miss are journaled for their return;
+//! - `mg` asks a subset of Up nodes (the key's primary first), asks the
+//!   others before answering a miss, and repairs nodes that missed (`ME`,
+//!   never clobbering a newer write) or diverged (CAS-guarded set);
+//! - add, replace, append, prepend, `cas`, CAS-guarded delete and `ma` are
+//!   decided by the key's primary (the first Up node in rendezvous order)
+//!   and what it then holds is written to the others;
+//! - a node that returns without a restart is made safe first: the keys it
+//!   missed are deleted on it, or it is flushed.
+//!
+//! [`Client`]: crate::Client
+
+mod config;
+mod coordinate;
+mod counters;
+mod fanout;
+mod journal;
+mod members;
+mod placement;
+mod read;
+mod rejoin;
+mod resolve;
+mod write;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use memha_discovery::{NodeAddr, NodeId, Watcher};
+use memha_health::{HealthConfig, HealthTable, MemcachedProbe, NodeHealth};
+use memha_proto::{Command, Key, SetMode};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tower::discover::Change;
+use tower::Service;
+
+pub use config::{AckPolicy, RejoinPolicy, ReplicationConfig};
+pub use counters::{NodeStatus, Stats};
+
+use self::coordinate::KeyLocks;
+use self::counters::Counters;
+use self::members::{Member, Members};
+use crate::error::{Error, ErrorKind};
+use crate::node::NodeService;
+
+/// Builds the stack of a node, given its health handle.
+pub(crate) type MakeNode = Box<dyn Fn(SocketAddr, NodeHealth) -> NodeService + Send + Sync>;
+
+/// The replication layer: a `tower::Service<Command>` over every node.
+///
+/// Built by [`Client::builder`](crate::Client::builder); cheap to clone.
+#[derive(Clone)]
+pub struct Replicate {
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    members: Members,
+    health: HealthTable,
+    config: ReplicationConfig,
+    counters: Counters,
+    key_locks: KeyLocks,
+    rotation: AtomicUsize,
+    make_node: MakeNode,
+    probe_timeout: std::time::Duration,
+    // Stops the discovery task when the last handle goes.
+    _discovery: DropGuard,
+    discovery: CancellationToken,
+}
+
+impl Replicate {
+    pub(crate) fn new(
+        config: ReplicationConfig,
+        health: HealthConfig,
+        probe_timeout: std::time::Duration,
+        make_node: MakeNode,
+    ) -> Replicate {
+        let token = CancellationToken::new();
+        let shared = Arc::new_cyclic(|weak| Shared {
+            members: Members::default(),
+            health: HealthTable::with_rejoin_hook(
+                health,
+                rejoin::MakeSafe {
+                    shared: weak.clone(),
+                },
+            ),
+            key_locks: KeyLocks::new(256),
+            counters: Counters::default(),
+            rotation: AtomicUsize::new(0),
+            config,
+            make_node,
+            probe_timeout,
+            _discovery: token.clone().drop_guard(),
+            discovery: token,
+        });
+        Replicate { shared }
+    }
+
+    /// Adds a node: it is probed (Joining) before it takes traffic, and is
+    /// treated as empty. Adding a known node does nothing.
+    pub fn add_node(&self, addr: SocketAddr) {
+        let shared = &self.shared;
+        if shared.members.get(addr).is_some() {
+            return;
+        }
+        let probe = MemcachedProbe::new(addr).with_timeout(shared.probe_timeout);
+        let health = shared.health.add_node(addr, probe);
+        let service = (shared.make_node)(addr, health.clone());
+        let member = Member::new(addr, service, health, shared.config.journal_capacity);
+        if shared.members.insert(Arc::new(member)) {
+            tracing::info!(node = %addr, "node added");
+        }
+    }
+
+    /// Removes a node: it takes no new requests; those in flight finish,
+    /// and its connection closes when the last one does.
+    pub fn remove_node(&self, addr: SocketAddr) {
+        if self.shared.members.remove(addr).is_some() {
+            self.shared.health.remove_node(addr);
+            tracing::info!(node = %addr, "node removed");
+        }
+    }
+
+    /// The nodes' health: states, transitions, `wait_for_nodes`.
+    pub fn health(&self) -> &HealthTable {
+        &self.shared.health
+    }
+
+    /// The counters, and every node with its state.
+    pub fn stats(&self) -> Stats {
+        let nodes = self
+            .shared
+            .members
+            .snapshot()
+            .iter()
+            .map(|m| NodeStatus {
+                addr: m.addr,
+                state: m.state(),
+                journaled: m.journal().len(),
+            })
+            .collect();
+        self.shared.counters.snapshot(nodes)
+    }
+
+    /// The nodes in the order they rank for `key`: the first Up one is its primary.
+    pub fn placement(&self, key: impl AsRef<[u8]>) -> Vec<SocketAddr> {
+        let members = self.shared.members.snapshot();
+        members::Placement::of(&members, key.as_ref())
+            .ranked
+            .iter()
+            .map(|m| m.addr)
+            .collect()
+    }
+
+    /// The stack of the node at `addr`, to reach it directly.
+    pub fn node(&self, addr: SocketAddr) -> Option<NodeService> {
+        self.shared
+            .members
+            .get(addr)
+            .map(|m| m.node_service().clone())
+    }
+
+    /// Takes the nodes from `watcher`: waits for its first snapshot, then
+    /// follows its changes in a task that ends with the last handle.
+    pub(crate) async fn follow(&self, mut watcher: Watcher) -> Result<(), Error> {
+        let first = watcher.ready().await.map_err(|err| {
+            Error::new(ErrorKind::NoNodes)
+                .with_detail("every discovery source failed")
+                .with_source(err)
+        })?;
+        let mut known = std::collections::HashMap::new();
+        for addr in first {
+            if let Some(socket) = resolve(&addr).await {
+                self.add_node(socket);
+                known.insert(addr.id(), socket);
+            }
+        }
+        let weak = Arc::downgrade(&self.shared);
+        let stop = self.shared.discovery.clone();
+        tokio::spawn(async move {
+            loop {
+                let change = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    change = watcher.next_change() => change,
+                };
+                let Some(shared) = weak.upgrade() else { return };
+                let replicate = Replicate { shared };
+                apply(&replicate, &mut known, change).await;
+            }
+        });
+        Ok(())
+    }
+}
+
+async fn apply(
+    replicate: &Replicate,
+    known: &mut std::collections::HashMap<NodeId, SocketAddr>,
+    change: Result<Change<NodeId, NodeAddr>, memha_discovery::Error>,
+) {
+    match change {
+        Ok(Change::Insert(id, addr)) => match resolve(&addr).await {
+            Some(socket) => {
+                replicate.add_node(socket);
+                known.insert(id, socket);
+            }
+            None => tracing::warn!(node = %addr, "discovered node does not resolve"),
+        },
+        Ok(Change::Remove(id)) => {
+            if let Some(socket) = known.remove(&id) {
+                replicate.remove_node(socket);
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "discovery failed; keeping the known nodes"),
+    }
+}
+
+async fn resolve(addr: &NodeAddr) -> Option<SocketAddr> {
+    if let Some(socket) = addr.socket_addr() {
+        return Some(socket);
+    }
+    tokio::net::lookup_host((addr.host.as_str(), addr.port))
+        .await
+        .ok()?
+        .next()
+}
+
+impl Shared {
+    async fn execute(self: Arc<Self>, command: Command) -> Result<Reply, Error> {
+        match command {
+            Command::MetaGet(get) if get.touch.is_some() => self.touch(get).await,
+            Command::MetaGet(get) => self.read(get).await,
+            Command::MetaSet(set)
+                if set.mode == SetMode::Set && set.compare_cas.is_none() && !set.invalidate =>
+            {
+                self.set(set).await
+            }
+            Command::MetaSet(set) => self.coordinated(set.key.clone(), set.into()).await,
+            Command::MetaDelete(delete) if delete.compare_cas.is_none() && !delete.invalidate => {
+                self.delete(delete).await
+            }
+            Command::MetaDelete(delete) => {
+                self.coordinated(delete.key.clone(), delete.into()).await
+            }
+            Command::MetaArithmetic(arith) => {
+                self.coordinated(arith.key.clone(), arith.into()).await
+            }
+            command @ Command::FlushAll { .. } => self.flush_all(command).await,
+            command @ (Command::MetaNoop | Command::Version | Command::Stats(_)) => {
+                let members = self.members.snapshot();
+                let Some(member) = members.iter().find(|m| m.state().is_readable()) else {
+                    return Err(self.no_nodes(&members));
+                };
+                member.call(command).await
+            }
+            _ => Err(Error::new(ErrorKind::Unsupported)
+                .with_detail("classic data commands bypass replication: use the meta commands")),
+        }
+    }
+
+    fn no_nodes(&self, members: &[Arc<Member>]) -> Error {
+        let states: Vec<String> = members
+            .iter()
+            .map(|m| format!("{} {}", m.addr, m.state().as_str()))
+            .collect();
+        Error::new(ErrorKind::NoNodes).with_detail(if states.is_empty() {
+            "no node is known".to_owned()
+        } else {
+            format!("no node can serve: {}", states.join(", "))
+        })
+    }
+
+    /// Keys are often session ids: traces carry a hash, never the key.
+    fn key_hash(&self, key: &Key) -> u64 {
+        placement::score(0x006d_656d_6861, key.as_bytes())
+    }
+}
+
+use memha_proto::Reply;
+
+impl Service<Command> for Replicate {
+    type Response = Reply;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Reply, Error>> + Send>>;
+
+    /// Always ready: each node's own stack applies backpressure, and a Down
+    /// node fails fast without holding up the others.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, command: Command) -> Self::Future {
+        Box::pin(self.shared.clone().execute(command))
+    }
+}

@@ -1,0 +1,84 @@
+//! Making a returning node safe before it serves reads (promise 2).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Weak;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use memha_health::{BoxError, RejoinHook, RejoinInfo};
+use memha_proto::{Command, MetaDelete, Reply};
+
+use super::config::RejoinPolicy;
+use super::journal::Remedy;
+use super::Shared;
+
+/// The health table's hook: a node that did not restart gets the keys it
+/// missed deleted on it (or a flush), one that restarted is empty already.
+pub(super) struct MakeSafe {
+    pub(super) shared: Weak<Shared>,
+}
+
+#[async_trait::async_trait]
+impl RejoinHook for MakeSafe {
+    async fn make_safe(&self, info: RejoinInfo) -> Result<(), BoxError> {
+        let Some(shared) = self.shared.upgrade() else {
+            return Ok(());
+        };
+        let Some(member) = shared.members.get(info.node) else {
+            return Ok(());
+        };
+        let remedy = member.journal().take_remedy();
+        let remedy = match (info.reason.restarted(), shared.config.rejoin) {
+            (true, _) | (false, RejoinPolicy::Trust) => Remedy::Nothing,
+            (false, RejoinPolicy::Flush) => Remedy::Flush,
+            (false, RejoinPolicy::Invalidate) => remedy,
+        };
+        tracing::info!(node = %info.node, reason = ?info.reason, remedy = remedy.describe(), "making a returning node safe");
+        match remedy {
+            Remedy::Nothing => Ok(()),
+            Remedy::Flush => {
+                let flush = Command::FlushAll {
+                    delay: None,
+                    noreply: false,
+                };
+                match member.call(flush).await {
+                    Ok(Reply::Ok) => {
+                        shared.counters.flushes.fetch_add(1, Relaxed);
+                        Ok(())
+                    }
+                    other => {
+                        member.journal().overflow();
+                        Err(format!("flush of {} failed: {other:?}", info.node).into())
+                    }
+                }
+            }
+            Remedy::Invalidate(keys) => {
+                let mut deletes: FuturesUnordered<_> = keys
+                    .into_iter()
+                    .map(|key| {
+                        let member = member.clone();
+                        async move {
+                            let result = member.call(MetaDelete::new(key.clone()).into()).await;
+                            (key, result)
+                        }
+                    })
+                    .collect();
+                let mut failed = 0usize;
+                while let Some((key, result)) = deletes.next().await {
+                    match result {
+                        Ok(Reply::Meta(_)) => {
+                            shared.counters.invalidated.fetch_add(1, Relaxed);
+                        }
+                        _ => {
+                            failed += 1;
+                            member.record_missed(&key);
+                        }
+                    }
+                }
+                match failed {
+                    0 => Ok(()),
+                    n => Err(format!("{n} invalidations on {} failed", info.node).into()),
+                }
+            }
+        }
+    }
+}

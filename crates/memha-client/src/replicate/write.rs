@@ -1,0 +1,183 @@
+//! Writes that go to every writable node: set, delete, touch, flush.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaReply, MetaSet, MetaStatus, Reply};
+
+use super::fanout::{self, Gathered};
+use super::members::{Member, Placement};
+use super::read::{repair_command, shaped};
+use super::resolve::{Copy, Repair};
+use super::Shared;
+use crate::error::{Error, ErrorKind};
+
+impl Shared {
+    /// A plain set: every writable node, then the ack policy decides.
+    pub(super) async fn set(&self, set: MetaSet) -> Result<Reply, Error> {
+        let key = set.key.clone();
+        let (targets, placement) = self.writable(&key)?;
+        let gathered = self.fan_out(&targets, Command::MetaSet(set), &key).await?;
+        Ok(gathered
+            .reply_of(placement.primary())
+            .cloned()
+            .expect("an acknowledged write has a reply"))
+    }
+
+    /// A delete: every writable node; deleted if any node had the key.
+    pub(super) async fn delete(&self, delete: MetaDelete) -> Result<Reply, Error> {
+        let key = delete.key.clone();
+        let (targets, _) = self.writable(&key)?;
+        let gathered = self
+            .fan_out(&targets, Command::MetaDelete(delete), &key)
+            .await?;
+        let deleted = gathered.answers.iter().any(
+            |(_, answer)| matches!(answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored),
+        );
+        Ok(meta_status(if deleted {
+            MetaStatus::Stored
+        } else {
+            MetaStatus::NotFound
+        }))
+    }
+
+    /// A touch (`mg` with `T`, maybe with the value): every writable node;
+    /// a node that lacked the key gets it from one that had it.
+    pub(super) async fn touch(&self, caller: MetaGet) -> Result<Reply, Error> {
+        let key = caller.key.clone();
+        let (targets, placement) = self.writable(&key)?;
+        let mut get = caller.clone();
+        (get.value, get.client_flags, get.ttl, get.cas) = (true, true, true, true);
+        let gathered = self.fan_out(&targets, Command::MetaGet(get), &key).await?;
+        let primary = placement.primary().cloned();
+        let Some((_, best)) = gathered
+            .answers
+            .iter()
+            .filter_map(hit_of)
+            .max_by_key(|(m, _)| primary.as_ref().is_some_and(|p| Arc::ptr_eq(p, m)))
+        else {
+            return Ok(shaped(&caller, meta_status(MetaStatus::Miss)));
+        };
+        let copy = Copy {
+            value: best.value.clone().unwrap_or_default(),
+            flags: best.flags.client_flags.unwrap_or(0),
+            ttl: best.flags.ttl.unwrap_or(-1),
+            cas: 0,
+        };
+        let mut answer = best.clone();
+        let missing: Vec<Arc<Member>> = gathered
+            .answers
+            .iter()
+            .filter(|(_, a)| matches!(a, Ok(Reply::Meta(m)) if m.status == MetaStatus::Miss))
+            .map(|(m, _)| m.clone())
+            .collect();
+        let mut repairs: FuturesUnordered<_> = missing
+            .into_iter()
+            .map(|member| {
+                let command = repair_command(&caller, &copy, Repair::Add);
+                async move { (member.clone(), member.call(command).await) }
+            })
+            .collect();
+        while let Some((member, result)) = repairs.next().await {
+            if let Ok(Reply::Meta(meta)) = result {
+                if meta.status == MetaStatus::Stored {
+                    self.counters.repairs.fetch_add(1, Relaxed);
+                    if primary.as_ref().is_some_and(|p| Arc::ptr_eq(p, &member)) {
+                        answer.flags.cas = meta.flags.cas;
+                    }
+                }
+            }
+        }
+        Ok(shaped(&caller, Reply::Meta(answer)))
+    }
+
+    /// `flush_all` on every writable node.
+    pub(super) async fn flush_all(&self, command: Command) -> Result<Reply, Error> {
+        let members = self.members.snapshot();
+        let targets: Vec<Arc<Member>> = members
+            .iter()
+            .filter(|m| m.state().is_writable())
+            .cloned()
+            .collect();
+        if targets.is_empty() {
+            return Err(self.no_nodes(&members));
+        }
+        let required = self.config.ack.required(targets.len());
+        let gathered = fanout::write(&targets, command, None, required).await;
+        self.check_acks(&gathered, required)?;
+        Ok(Reply::Ok)
+    }
+
+    /// The writable nodes for `key` (journaling it for Down nodes).
+    pub(super) fn writable(&self, key: &Key) -> Result<(Vec<Arc<Member>>, Placement), Error> {
+        let members = self.members.snapshot();
+        let placement = Placement::of(&members, key.as_bytes());
+        let targets = placement.writable_journaling(key);
+        if targets.is_empty() {
+            return Err(self.no_nodes(&members));
+        }
+        Ok((targets, placement))
+    }
+
+    /// Writes to `targets` under the ack policy.
+    pub(super) async fn fan_out(
+        &self,
+        targets: &[Arc<Member>],
+        command: Command,
+        key: &Key,
+    ) -> Result<Gathered, Error> {
+        let required = self.config.ack.required(targets.len());
+        let gathered = fanout::write(targets, command, Some(key), required).await;
+        self.check_acks(&gathered, required)?;
+        Ok(gathered)
+    }
+
+    /// Writes to `targets`, `required` of which must acknowledge.
+    pub(super) async fn fan_out_required(
+        &self,
+        targets: &[Arc<Member>],
+        command: Command,
+        key: &Key,
+        required: usize,
+    ) -> Result<(), Error> {
+        let gathered = fanout::write(targets, command, Some(key), required).await;
+        self.check_acks(&gathered, required)
+    }
+
+    fn check_acks(&self, gathered: &Gathered, required: usize) -> Result<(), Error> {
+        if gathered.acked >= required {
+            return Ok(());
+        }
+        self.counters.partial_writes.fetch_add(1, Relaxed);
+        let failed = gathered.failed();
+        let first_error = gathered
+            .answers
+            .iter()
+            .find_map(|(_, answer)| answer.as_ref().err().cloned());
+        let mut error = Error::new(ErrorKind::PartialWrite {
+            acked: gathered.acked,
+            required,
+            failed,
+        });
+        if let Some(cause) = first_error {
+            error = error.with_source(cause);
+        }
+        Err(error)
+    }
+}
+
+fn hit_of(answer: &(Arc<Member>, Result<Reply, Error>)) -> Option<(Arc<Member>, &MetaReply)> {
+    match &answer.1 {
+        Ok(Reply::Meta(meta)) if meta.status == MetaStatus::Value => Some((answer.0.clone(), meta)),
+        _ => None,
+    }
+}
+
+pub(super) fn meta_status(status: MetaStatus) -> Reply {
+    Reply::Meta(MetaReply {
+        status,
+        value: None,
+        flags: Default::default(),
+    })
+}

@@ -1,0 +1,125 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use memha_client::{Client, ConnectionConfig, Error, NodeService, NodeStackBuilder};
+use memha_tests::MemcachedCluster;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// One real memcached node.
+pub fn one_node() -> MemcachedCluster {
+    MemcachedCluster::start(1).expect("start memcached")
+}
+
+/// A client of `addr` with test-friendly bounds, and its node service (for metrics).
+pub fn client_with(
+    addr: SocketAddr,
+    timeout: Duration,
+    connection: ConnectionConfig,
+) -> (Client, NodeService) {
+    let node = NodeStackBuilder::new()
+        .timeout(timeout)
+        .connection(connection)
+        .build(addr);
+    let client = Client::builder()
+        .timeout(timeout)
+        .build_with_node(node.clone());
+    (client, node)
+}
+
+/// A client of `addr` with a 2 s timeout and a fast reconnect.
+pub fn client(addr: SocketAddr) -> (Client, NodeService) {
+    client_with(addr, Duration::from_secs(2), fast_reconnect())
+}
+
+pub fn fast_reconnect() -> ConnectionConfig {
+    ConnectionConfig::default()
+        .reconnect_backoff(Duration::from_millis(5), Duration::from_millis(50))
+}
+
+/// Retries `op` until it succeeds or `limit` passes; returns the last error on failure.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut op: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let started = Instant::now();
+    loop {
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(err) if started.elapsed() >= limit => return Err(err),
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// A small, seedable pseudo-random generator (xorshift64*).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn seeded(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+
+    pub fn from_time() -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        Rng::seeded(nanos ^ 0x9e37_79b9_7f4a_7c15)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+pub const BOUND: Duration = Duration::from_secs(5);
+
+/// A loopback server that hands every accepted connection to the test.
+pub async fn fake_server() -> (SocketAddr, mpsc::UnboundedReceiver<TcpStream>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (accepted, receiver) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            if accepted.send(stream).is_err() {
+                break;
+            }
+        }
+    });
+    (addr, receiver)
+}
+
+pub async fn next_connection(accepted: &mut mpsc::UnboundedReceiver<TcpStream>) -> TcpStream {
+    tokio::time::timeout(BOUND, accepted.recv())
+        .await
+        .expect("the client connects")
+        .expect("listener alive")
+}
+
+/// Reads from `stream` until `lines` request lines have arrived.
+pub async fn read_lines(stream: &mut TcpStream, lines: usize) -> String {
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while received.windows(2).filter(|w| w == b"\r\n").count() < lines {
+        let n = tokio::time::timeout(BOUND, stream.read(&mut chunk))
+            .await
+            .expect("requests arrive")
+            .unwrap();
+        assert!(n > 0, "client closed early");
+        received.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8(received).unwrap()
+}

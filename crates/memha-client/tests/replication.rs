@@ -1,0 +1,457 @@
+//! The design's promises, proven against 3 real memcached nodes.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use memha_client::{
+    AckPolicy, Client, HealthConfig, NodeState, ReplicationConfig, StoreOutcome, Ttl,
+};
+use memha_discovery::{async_trait, NodeAddr, NodeSource};
+use memha_tests::{raw_roundtrip, MemcachedCluster};
+
+const TIMEOUT: Duration = Duration::from_millis(300);
+
+fn fast_health() -> HealthConfig {
+    HealthConfig::default()
+        .with_up_interval(Duration::from_millis(200))
+        .with_backoff(Duration::from_millis(20), 1.5, Duration::from_millis(300))
+}
+
+async fn client_of(addrs: &[SocketAddr], replication: ReplicationConfig) -> Client {
+    Client::builder()
+        .nodes(addrs.iter().copied())
+        .timeout(TIMEOUT)
+        .health(fast_health())
+        .replication(replication)
+        .build()
+        .await
+        .expect("build client")
+}
+
+/// What a node holds for `key`, asked with a plain connection: (value, flags, ttl).
+fn on_node(addr: SocketAddr, key: &str) -> Option<(Vec<u8>, u32, i64)> {
+    // `mn` ends the reply, so values holding "\r\n" are read whole.
+    let reply = raw_roundtrip(
+        addr,
+        format!("mg {key} v f t\r\nmn\r\n").as_bytes(),
+        b"MN\r\n",
+        Duration::from_secs(2),
+    )
+    .expect("raw mg");
+    if reply.starts_with(b"EN") {
+        return None;
+    }
+    let header_end = reply.windows(2).position(|w| w == b"\r\n").unwrap();
+    let header = String::from_utf8(reply[..header_end].to_vec()).unwrap();
+    let mut parts = header.split(' ');
+    assert_eq!(parts.next(), Some("VA"), "{header}");
+    let len: usize = parts.next().unwrap().parse().unwrap();
+    let (mut flags, mut ttl) = (0, 0);
+    for part in parts {
+        match part.split_at(1) {
+            ("f", v) => flags = v.parse().unwrap(),
+            ("t", v) => ttl = v.parse().unwrap(),
+            _ => {}
+        }
+    }
+    let start = header_end + 2;
+    Some((reply[start..start + len].to_vec(), flags, ttl))
+}
+
+fn raw_set(addr: SocketAddr, key: &str, value: &str) {
+    let reply = raw_roundtrip(
+        addr,
+        format!("set {key} 0 0 {}\r\n{value}\r\n", value.len()).as_bytes(),
+        b"\r\n",
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    assert_eq!(reply, b"STORED\r\n");
+}
+
+/// Waits until the node at `addr` is in `state` (as health sees it).
+async fn wait_state(client: &Client, addr: SocketAddr, state: NodeState) {
+    let health = client.cluster().expect("a cluster client").health();
+    let mut transitions = health.transitions();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while health.state(addr) != Some(state) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let seen = tokio::time::timeout(left, transitions.recv()).await;
+        assert!(
+            seen.is_ok(),
+            "{addr} never became {state:?}: {:?}",
+            health.state(addr)
+        );
+    }
+}
+
+async fn wait_all_up(client: &Client, n: usize) {
+    client
+        .cluster()
+        .unwrap()
+        .health()
+        .wait_for_nodes(n, Duration::from_secs(10))
+        .await
+        .expect("nodes up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promise_1_a_read_hits_while_any_copy_lives() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let client = client_of(&cluster.addrs(), ReplicationConfig::default()).await;
+    for i in 0..20 {
+        client
+            .set(format!("s:{i}"), format!("v{i}"))
+            .ttl(Ttl::seconds(600))
+            .flags(i)
+            .await
+            .unwrap();
+    }
+    cluster.node(0).kill().unwrap();
+    cluster.node(1).kill().unwrap();
+    for i in 0..20 {
+        let item = client
+            .get(format!("s:{i}"))
+            .await
+            .unwrap()
+            .expect("no false miss");
+        assert_eq!(
+            (item.value.as_ref(), item.flags),
+            (format!("v{i}").as_bytes(), i)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promise_1_and_3_restarted_empty_nodes_are_repaired_with_the_ttl() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let addrs = cluster.addrs();
+    let writer = client_of(&addrs, ReplicationConfig::default()).await;
+    let keys: Vec<String> = (0..12).map(|i| format!("session:{i}")).collect();
+    for key in &keys {
+        writer
+            .set(key.as_str(), key.clone())
+            .ttl(Ttl::seconds(900))
+            .flags(5)
+            .await
+            .unwrap();
+    }
+    cluster.node(0).restart().unwrap();
+    cluster.node(2).restart().unwrap();
+    // Every subset size, so every node is the one asked first for some key.
+    for read_nodes in 1..=3 {
+        let reader = client_of(&addrs, ReplicationConfig::default().read_nodes(read_nodes)).await;
+        wait_all_up(&reader, 3).await;
+        for key in &keys {
+            let item = reader.get(key.as_str()).await.unwrap();
+            assert_eq!(
+                item.map(|i| i.value),
+                Some(key.clone().into()),
+                "{key} with {read_nodes}"
+            );
+        }
+    }
+    let survivor = addrs[1];
+    for key in &keys {
+        let (_, _, ttl) = on_node(survivor, key).unwrap();
+        for &addr in &addrs {
+            let (value, flags, node_ttl) = on_node(addr, key).expect("repaired");
+            assert_eq!(
+                (value.as_slice(), flags),
+                (key.as_bytes(), 5),
+                "{key} on {addr}"
+            );
+            assert!(
+                (node_ttl - ttl).abs() <= 1,
+                "{key} on {addr}: ttl {node_ttl} vs {ttl}"
+            );
+        }
+    }
+}
+
+/// Pauses node 0, deletes "gone" and overwrites "changed", resumes it, and
+/// checks that neither the paused node nor any read brings the old data back.
+async fn no_resurrection(wait_for_down_first: bool) {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let addrs = cluster.addrs();
+    let client = client_of(&addrs, ReplicationConfig::default().read_nodes(3)).await;
+    client.set("gone", "old").await.unwrap();
+    client.set("changed", "old").await.unwrap();
+    let paused = addrs[0];
+    cluster.node(0).pause().unwrap();
+    if wait_for_down_first {
+        // Probes time out: nothing written from now on reaches the node.
+        wait_state(&client, paused, NodeState::Down).await;
+    }
+    // A write sent to the paused node fails and is not acknowledged; it is
+    // retried until acknowledged (the node is Down by then).
+    common::eventually(Duration::from_secs(10), || client.delete("gone"))
+        .await
+        .unwrap();
+    common::eventually(Duration::from_secs(10), || async {
+        client.set("changed", "new").await
+    })
+    .await
+    .unwrap();
+    cluster.node(0).resume().unwrap();
+    wait_state(&client, paused, NodeState::Up).await;
+    // Before any read could repair it, the returned node holds no old data.
+    assert_eq!(on_node(paused, "gone"), None, "the deleted key is back");
+    assert_ne!(
+        on_node(paused, "changed").map(|c| c.0),
+        Some(b"old".to_vec())
+    );
+    for _ in 0..50 {
+        assert_eq!(client.get("gone").await.unwrap(), None);
+        let changed = client.get("changed").await.unwrap().unwrap();
+        assert_eq!(changed.value, "new");
+    }
+    let stats = client.cluster().unwrap().stats();
+    assert!(stats.invalidated >= 2, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promise_2_a_node_paused_and_seen_down_never_resurrects() {
+    no_resurrection(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promise_2_a_node_paused_mid_write_never_resurrects() {
+    no_resurrection(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promise_3_divergent_nodes_converge_to_the_primarys_value() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let addrs = cluster.addrs();
+    let client = client_of(&addrs, ReplicationConfig::default()).await;
+    for i in 0..10 {
+        let key = format!("div:{i}");
+        for (n, &addr) in addrs.iter().enumerate() {
+            raw_set(addr, &key, &format!("node{n}"));
+        }
+        let primary = client.cluster().unwrap().placement(&key)[0];
+        let expected = format!("node{}", addrs.iter().position(|&a| a == primary).unwrap());
+        let item = client.get(key.as_str()).await.unwrap().unwrap();
+        assert_eq!(item.value, expected.as_bytes());
+        // Reads ask a subset: read until every node was asked, then all agree.
+        let all = client_of(&addrs, ReplicationConfig::default().read_nodes(3)).await;
+        all.get(key.as_str()).await.unwrap();
+        for &addr in &addrs {
+            assert_eq!(
+                on_node(addr, &key).unwrap().0,
+                expected.as_bytes(),
+                "{key} on {addr}"
+            );
+        }
+    }
+    assert!(client.cluster().unwrap().stats().divergences >= 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promise_4_a_standard_client_reads_exactly_what_memha_wrote() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let client = client_of(&cluster.addrs(), ReplicationConfig::default()).await;
+    let value: &[u8] = b"plain \r\nEND\r\n bytes \x00\xff";
+    client
+        .set("plain", value)
+        .flags(42)
+        .ttl(Ttl::seconds(1000))
+        .await
+        .unwrap();
+    for addr in cluster.addrs() {
+        let standard = memcache::connect(format!("memcache://{addr}?protocol=ascii")).unwrap();
+        let (bytes, flags, _cas): (Vec<u8>, u32, Option<u64>) = standard
+            .get("plain")
+            .unwrap()
+            .expect("stored on every node");
+        assert_eq!((bytes.as_slice(), flags), (value, 42), "on {addr}");
+        let (_, _, ttl) = on_node(addr, "plain").unwrap();
+        assert!((999..=1000).contains(&ttl), "ttl {ttl} on {addr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promise_5_all_nodes_down_is_a_typed_error_within_the_timeout() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let client = client_of(&cluster.addrs(), ReplicationConfig::default()).await;
+    client.set("k", "v").await.unwrap();
+    for node in cluster.nodes() {
+        node.kill().unwrap();
+    }
+    for _ in 0..3 {
+        let started = Instant::now();
+        let err = client.get("k").await.unwrap_err();
+        assert!(
+            started.elapsed() < TIMEOUT * 2,
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(err.is_connection() || err.is_no_nodes(), "{err}");
+        let err = client.set("k", "v").await.unwrap_err();
+        assert!(
+            err.is_connection() || err.is_no_nodes() || err.is_partial_write(),
+            "{err}"
+        );
+    }
+    for addr in cluster.addrs() {
+        wait_state(&client, addr, NodeState::Down).await;
+    }
+    let err = client.get("k").await.unwrap_err();
+    assert!(err.is_no_nodes(), "{err}");
+    assert!(err.to_string().contains("down"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_increments_give_the_exact_total_on_every_node() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let client = client_of(&cluster.addrs(), ReplicationConfig::default()).await;
+    client.set("counter", "0").await.unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    client.increment("counter", 1).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for addr in cluster.addrs() {
+        assert_eq!(on_node(addr, "counter").unwrap().0, b"320", "on {addr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_racing_add_have_exactly_one_winner_everywhere() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let one = client_of(&cluster.addrs(), ReplicationConfig::default()).await;
+    let two = client_of(&cluster.addrs(), ReplicationConfig::default()).await;
+    for i in 0..20 {
+        let key = format!("race:{i}");
+        let (a, b) = tokio::join!(one.add(key.as_str(), "one"), two.add(key.as_str(), "two"));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let winner = match (a, b) {
+            (StoreOutcome::Stored, StoreOutcome::NotStored) => "one",
+            (StoreOutcome::NotStored, StoreOutcome::Stored) => "two",
+            other => panic!("{key}: {other:?}"),
+        };
+        for addr in cluster.addrs() {
+            assert_eq!(
+                on_node(addr, &key).unwrap().0,
+                winner.as_bytes(),
+                "{key} on {addr}"
+            );
+        }
+    }
+}
+
+/// A discovery source the test rewrites while the client runs.
+#[derive(Clone, Default)]
+struct Scripted(Arc<Mutex<Vec<NodeAddr>>>);
+
+#[async_trait]
+impl NodeSource for Scripted {
+    async fn nodes(&self) -> Result<Vec<NodeAddr>, memha_discovery::Error> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+}
+
+impl Scripted {
+    fn set(&self, addrs: &[SocketAddr]) {
+        *self.0.lock().unwrap() = addrs
+            .iter()
+            .map(|a| NodeAddr::new(a.ip().to_string(), a.port()))
+            .collect();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_added_and_removed_under_load_fail_no_request() {
+    let cluster = MemcachedCluster::start(4).unwrap();
+    let addrs = cluster.addrs();
+    let source = Scripted::default();
+    source.set(&addrs[..3]);
+    let client = Client::builder()
+        .source(source.clone())
+        .discovery_interval(Duration::from_millis(50))
+        .timeout(Duration::from_secs(1))
+        .health(fast_health())
+        .build()
+        .await
+        .unwrap();
+    wait_all_up(&client, 3).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (client, stop, ops) = (client.clone(), stop.clone(), ops.clone());
+            tokio::spawn(async move {
+                let mut round = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("w{w}:{}", round % 50);
+                    let value = format!("{round}");
+                    client
+                        .set(key.as_str(), value.clone())
+                        .await
+                        .expect("set failed");
+                    let read = client.get(key.as_str()).await.expect("get failed");
+                    assert_eq!(read.map(|i| i.value), Some(value.into()), "{key}");
+                    ops.fetch_add(2, Ordering::Relaxed);
+                    round += 1;
+                }
+            })
+        })
+        .collect();
+    let cluster_view = client.cluster().unwrap();
+    source.set(&addrs);
+    wait_state(&client, addrs[3], NodeState::Up).await;
+    source.set(&addrs[1..]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster_view
+        .stats()
+        .nodes
+        .iter()
+        .any(|n| n.addr == addrs[0])
+    {
+        assert!(Instant::now() < deadline, "node 0 was never removed");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = ops.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ops.load(Ordering::Relaxed) < before + 200 {
+        assert!(Instant::now() < deadline, "load stalled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.expect("no request failed");
+    }
+    let nodes: HashSet<SocketAddr> = cluster_view.stats().nodes.iter().map(|n| n.addr).collect();
+    assert_eq!(nodes, addrs[1..].iter().copied().collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_write_succeeds_with_one_node_paused() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let client = client_of(
+        &cluster.addrs(),
+        ReplicationConfig::default().ack(AckPolicy::Quorum),
+    )
+    .await;
+    cluster.node(2).pause().unwrap();
+    client
+        .set("q", "v")
+        .await
+        .expect("two of three acknowledge");
+    cluster.node(2).resume().unwrap();
+}
