@@ -46,6 +46,16 @@ impl Ttl {
         self.exptime_at(SystemTime::now())
     }
 
+    /// The lifetime an item has left, as memcached's `t` flag reports it:
+    /// -1 for none, else seconds.
+    pub fn from_remaining(secs: i64) -> Ttl {
+        match secs {
+            -1 => Ttl::Never,
+            ..=0 => Ttl::After(Duration::ZERO),
+            secs => Ttl::After(Duration::from_secs(secs.unsigned_abs())),
+        }
+    }
+
     /// [`exptime`](Self::exptime) against a given "now".
     pub fn exptime_at(&self, now: SystemTime) -> i64 {
         let remaining = match *self {

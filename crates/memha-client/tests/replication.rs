@@ -455,3 +455,76 @@ async fn a_quorum_write_succeeds_with_one_node_paused() {
         .expect("two of three acknowledge");
     cluster.node(2).resume().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn touch_reaches_every_node_and_repairs_one_that_lacked_the_key() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let addrs = cluster.addrs();
+    let client = client_of(&addrs, ReplicationConfig::default()).await;
+    client
+        .set("t", "value")
+        .flags(9)
+        .ttl(Ttl::seconds(100))
+        .await
+        .unwrap();
+    let reply = raw_roundtrip(addrs[1], b"md t\r\n", b"\r\n", Duration::from_secs(2)).unwrap();
+    assert_eq!(reply, b"HD\r\n");
+    let touched = client.touch("t", Ttl::seconds(5000)).await.unwrap();
+    assert_eq!(touched, memha_client::TouchOutcome::Touched);
+    for addr in addrs {
+        let (value, flags, ttl) = on_node(addr, "t").expect("on every node");
+        assert_eq!((value.as_slice(), flags), (&b"value"[..], 9), "on {addr}");
+        assert!((4999..=5000).contains(&ttl), "ttl {ttl} on {addr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_node_does_not_delay_a_hit() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let addrs = cluster.addrs();
+    let waiting = client_of(&addrs, ReplicationConfig::default().read_nodes(3)).await;
+    let first_hit = client_of(
+        &addrs,
+        ReplicationConfig::default()
+            .read_nodes(3)
+            .return_on_first_hit(true),
+    )
+    .await;
+    waiting.set("h", "v").await.unwrap();
+    cluster.node(0).pause().unwrap();
+    // Waiting for the whole subset costs at most the hung node's timeout...
+    let started = Instant::now();
+    assert_eq!(waiting.get("h").await.unwrap().unwrap().value, "v");
+    assert!(
+        started.elapsed() < TIMEOUT + Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    // ...and returning on the first hit does not wait for it at all.
+    let started = Instant::now();
+    assert_eq!(first_hit.get("h").await.unwrap().unwrap().value, "v");
+    assert!(started.elapsed() < TIMEOUT / 2, "{:?}", started.elapsed());
+    cluster.node(0).resume().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ttl_beyond_30_days_survives_repair() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let addrs = cluster.addrs();
+    let client = client_of(&addrs, ReplicationConfig::default().read_nodes(3)).await;
+    let sixty_days = Duration::from_secs(60 * 24 * 3600);
+    client
+        .set("long", "v")
+        .ttl(Ttl::from(sixty_days))
+        .await
+        .unwrap();
+    cluster.node(1).restart().unwrap();
+    wait_all_up(&client, 3).await;
+    assert!(client.get("long").await.unwrap().is_some());
+    let (_, _, ttl) = on_node(addrs[1], "long").expect("repaired");
+    let expected = sixty_days.as_secs() as i64;
+    assert!(
+        (expected - 2..=expected).contains(&ttl),
+        "ttl {ttl}, expected about {expected}"
+    );
+}

@@ -433,13 +433,14 @@ fn reply_kind(command: &Command) -> Result<ReplyKind, Error> {
 }
 
 /// Decodes every complete reply in `input` and hands each to its request.
+/// Returns how many it handed over.
 pub(super) fn dispatch(
     shared: &Shared,
     link: &Arc<Link>,
     decoder: &mut ReplyDecoder,
     input: &mut BytesMut,
     taken: &mut VecDeque<Pending>,
-) -> Result<(), Error> {
+) -> Result<usize, Error> {
     let mut replies = 0;
     let result = loop {
         let Some(kind) = taken.front().map(|pending| pending.kind) else {
@@ -469,5 +470,5 @@ pub(super) fn dispatch(
         }
     };
     shared.answered(replies);
-    result
+    result.map(|()| replies)
 }

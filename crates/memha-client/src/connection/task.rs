@@ -97,8 +97,13 @@ pub(super) async fn read_loop(shared: Arc<Shared>, link: Arc<Link>) {
             }
             Err(err) => break Error::io(ErrorKind::Connection, err),
         }
-        if let Err(err) = dispatch(&shared, &link, &mut decoder, &mut input, &mut taken.queue) {
-            break err;
+        match dispatch(&shared, &link, &mut decoder, &mut input, &mut taken.queue) {
+            // Let the callers just answered run first: their next requests
+            // go out before this task reads again, and more answers
+            // gather for the next read.
+            Ok(1..) => tokio::task::yield_now().await,
+            Ok(0) => {}
+            Err(err) => break err,
         }
         if link.is_closed() {
             break link.failure();

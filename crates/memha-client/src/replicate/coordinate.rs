@@ -9,6 +9,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use super::members::{Member, Placement};
 use super::Shared;
 use crate::error::Error;
+use crate::Ttl;
 
 /// Serialises the coordinated operations of this client on one key, so the
 /// copies it propagates reach the other nodes in the order the primary
@@ -76,7 +77,7 @@ impl Shared {
             Ok(Reply::Meta(meta)) if meta.status == MetaStatus::Value => {
                 let mut set = MetaSet::new(key.clone(), meta.value.unwrap_or_default());
                 set.client_flags = meta.flags.client_flags;
-                set.ttl = meta.flags.ttl.filter(|&ttl| ttl > 0);
+                set.ttl = Some(Ttl::from_remaining(meta.flags.ttl.unwrap_or(-1)).exptime());
                 Command::MetaSet(set)
             }
             // Gone already (expired, evicted, deleted by a CAS delete): gone everywhere.

@@ -11,6 +11,7 @@ use super::members::{Member, Placement};
 use super::resolve::{self, Copy, NodeRead, Repair};
 use super::Shared;
 use crate::error::{Error, ErrorKind};
+use crate::Ttl;
 
 struct Asked {
     member: Arc<Member>,
@@ -85,7 +86,8 @@ impl Shared {
         let mut primary_cas = None;
         let repairs = resolution.repairs.iter().map(|&(i, repair)| {
             let member = asked[i].member.clone();
-            let command = repair_command(&caller, best, repair);
+            let exptime = Ttl::from_remaining(best.ttl).exptime();
+            let command = repair_command(&caller, best, exptime, repair);
             async move { (member.clone(), member.call(command).await) }
         });
         let mut repairs: FuturesUnordered<_> = repairs.collect();
@@ -206,10 +208,16 @@ async fn ask(
 
 /// The write that repairs a node: an add where it missed (never clobbers a
 /// newer write), a CAS-guarded set where it held another copy.
-pub(super) fn repair_command(caller: &MetaGet, best: &Copy, repair: Repair) -> Command {
+/// `exptime` is in memcached's units (0 never, seconds up to 30 days, a Unix time beyond).
+pub(super) fn repair_command(
+    caller: &MetaGet,
+    best: &Copy,
+    exptime: i64,
+    repair: Repair,
+) -> Command {
     let mut set = MetaSet::new(caller.key.clone(), best.value.clone());
     set.client_flags = Some(best.flags);
-    set.ttl = (best.ttl > 0).then_some(best.ttl);
+    set.ttl = Some(exptime);
     set.return_cas = true;
     match repair {
         Repair::Add => set.mode = SetMode::Add,

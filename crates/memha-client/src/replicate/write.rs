@@ -65,6 +65,8 @@ impl Shared {
             ttl: best.flags.ttl.unwrap_or(-1),
             cas: 0,
         };
+        // memcached reports the TTL from before the touch: the new one is the caller's.
+        let exptime = caller.touch.unwrap_or(0);
         let mut answer = best.clone();
         let missing: Vec<Arc<Member>> = gathered
             .answers
@@ -75,7 +77,7 @@ impl Shared {
         let mut repairs: FuturesUnordered<_> = missing
             .into_iter()
             .map(|member| {
-                let command = repair_command(&caller, &copy, Repair::Add);
+                let command = repair_command(&caller, &copy, exptime, Repair::Add);
                 async move { (member.clone(), member.call(command).await) }
             })
             .collect();
