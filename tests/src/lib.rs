@@ -24,9 +24,14 @@
 //! // Dropping the cluster kills every process it started, also on panic.
 //! ```
 //!
+//! Network faults, with the server process running on, come from a
+//! [`FaultProxy`] in front of a node: clients connect to the proxy, which
+//! forwards, delays, blackholes or resets their traffic ([`ProxyMode`]) and
+//! can capture every byte they send.
+//!
 //! The harness is synchronous (std processes and sockets plus `nix` for
-//! signals). Its operations take milliseconds, so calling it from async tests
-//! is fine.
+//! signals; the proxy runs its own thread). Its operations take
+//! milliseconds, so calling it from async tests is fine.
 //!
 //! The `memcached` binary is taken from the `MEMCACHED_BIN` environment
 //! variable, else `memcached` on `PATH`, else `/usr/bin/memcached`.
@@ -34,14 +39,11 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod cluster;
+mod proxy;
 mod raw;
 
 pub use cluster::{
     memcached_binary, ClusterBuilder, HarnessError, MemcachedCluster, MemcachedNode,
 };
+pub use proxy::{FaultProxy, ProxyMode};
 pub use raw::raw_roundtrip;
-
-// The README's examples run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;

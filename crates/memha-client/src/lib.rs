@@ -73,3 +73,8 @@ pub use memha_discovery as discovery;
 /// The codec this crate speaks, for building commands by hand
 /// ([`Client::send`], [`Connection`]).
 pub use memha_proto as proto;
+
+// The README's examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
