@@ -2,9 +2,14 @@
 //!
 //! - `benches/codec.rs`: encoding commands and decoding replies with
 //!   `memha-proto`, no IO.
+//! - `benches/client.rs`: memha's client against a real memcached (a
+//!   [`memha_tests::MemcachedCluster`]): one round trip, a pipelined
+//!   `get_many`, 64 concurrent gets on one connection.
+//! - `benches/compare.rs`: memha side by side with async-memcached 0.9 and
+//!   memcache 0.21 against one real memcached: sequential `get` p50/p99 and
+//!   a 64-task 90% get / 10% set mix, with the ratios. Run it with
+//!   `cargo xtask bench`.
 //!
-//! Client benchmarks against real servers (a
-//! [`memha_tests::MemcachedCluster`]) land together with the client. This
-//! library is empty: it only gives the benchmarks a crate to live in.
+//! This library is empty: it only gives the benchmarks a crate to live in.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]

@@ -4,6 +4,17 @@
 //!   runs `cargo test --workspace [ARGS...]`.
 //! - `cargo xtask ci`: formatting check, clippy, the tests, and the docs,
 //!   all with warnings as errors; prints the time each step took.
+//! - `cargo xtask bench [ARGS...]`: makes sure memcached is installed, then
+//!   runs the side-by-side client comparison (`benches/benches/compare.rs`)
+//!   against one real memcached and prints a table with the ratios. ARGS go
+//!   to the comparison: `--duration SECS`, `--runs N`, `--gets N`,
+//!   `--peers LIST` (default `memha,async-memcached,memcache`; the
+//!   diagnostics `memha-connection`, `memha-bare`, `memha-no-timeout` show
+//!   what the bare connection and each layer of the node stack cost).
+//! - `cargo xtask demo`: makes sure memcached is installed, then runs the
+//!   session-store demo (`crates/memha-client/examples/session_demo.rs`):
+//!   3 local nodes, one killed and one restarted empty under load, ending
+//!   with a one-line summary of what was written, read back and lost.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -20,7 +31,11 @@ usage: cargo xtask <command>
 
 commands:
   test [ARGS...]   install memcached if missing, then `cargo test --workspace [ARGS...]`
-  ci               fmt check, clippy, tests and docs, warnings as errors";
+  ci               fmt check, clippy, tests and docs, warnings as errors
+  bench [ARGS...]  memha side by side with async-memcached and memcache against one
+                   real memcached (ARGS: --duration SECS --runs N --gets N --peers LIST)
+  demo             a session store on 3 local memcached nodes surviving a killed node
+                   and a node restarted empty";
 
 fn main() -> ExitCode {
     let mut args = env::args_os().skip(1);
@@ -29,6 +44,8 @@ fn main() -> ExitCode {
     let result = match command.as_ref().and_then(|c| c.to_str()) {
         Some("test") => test(&rest),
         Some("ci") if rest.is_empty() => ci(),
+        Some("bench") => bench(&rest),
+        Some("demo") if rest.is_empty() => demo(),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -51,6 +68,28 @@ fn main() -> ExitCode {
 fn test(extra: &[OsString]) -> Result<(), String> {
     ensure_memcached()?;
     run_tests(extra)
+}
+
+/// `cargo xtask bench`: memcached, then the client comparison.
+fn bench(extra: &[OsString]) -> Result<(), String> {
+    ensure_memcached()?;
+    let mut args: Vec<OsString> = ["bench", "-p", "memha-benches", "--bench", "compare", "--"]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+    args.extend(extra.iter().cloned());
+    cargo(&args, &[])
+}
+
+/// `cargo xtask demo`: memcached, then the session-store example. A debug
+/// build: its first compile is faster than a release one, and the demo runs
+/// for a fixed time either way.
+fn demo() -> Result<(), String> {
+    ensure_memcached()?;
+    cargo(
+        &["run", "-p", "memha-client", "--example", "session_demo"],
+        &[],
+    )
 }
 
 /// `cargo xtask ci`: every check, timed.

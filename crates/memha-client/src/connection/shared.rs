@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use memha_proto::{Command, Reply, ReplyDecoder, ReplyKind};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify, Semaphore};
 
@@ -79,7 +80,8 @@ enum LinkState {
 /// One TCP connection and what its tasks need to coordinate over it.
 #[derive(Debug)]
 pub(super) struct Link {
-    pub(super) stream: TcpStream,
+    /// The sending half; the reader task owns the receiving half.
+    pub(super) stream: OwnedWriteHalf,
     pub(super) wake_writer: Notify,
     /// How many bytes of the connection's output were handed to the kernel,
     /// counted pessimistically (before the write returns): requests ending
@@ -90,7 +92,7 @@ pub(super) struct Link {
 }
 
 impl Link {
-    fn new(stream: TcpStream) -> Self {
+    fn new(stream: OwnedWriteHalf) -> Self {
         Link {
             stream,
             wake_writer: Notify::new(),
@@ -115,7 +117,8 @@ impl Link {
     fn close(&self, error: Error) -> u64 {
         let _ = self.failure.set(error);
         self.closed.store(true, Ordering::Release);
-        let _ = socket2::SockRef::from(&self.stream).shutdown(Shutdown::Both);
+        let socket: &TcpStream = self.stream.as_ref();
+        let _ = socket2::SockRef::from(socket).shutdown(Shutdown::Both);
         self.wake_writer.notify_one();
         self.committed.load(Ordering::SeqCst)
     }
@@ -292,9 +295,14 @@ impl Shared {
                 tracing::debug!(node = %self.addr, "connected");
                 Counters::add(&self.counters.connects, 1);
                 state.connect_failures = 0;
-                let link = Arc::new(Link::new(stream));
+                let (receiving, sending): (OwnedReadHalf, _) = stream.into_split();
+                let link = Arc::new(Link::new(sending));
                 state.link = LinkState::Connected(Arc::clone(&link));
-                tokio::spawn(task::read_loop(Arc::clone(self), Arc::clone(&link)));
+                tokio::spawn(task::read_loop(
+                    Arc::clone(self),
+                    Arc::clone(&link),
+                    receiving,
+                ));
                 tokio::spawn(task::write_loop(Arc::clone(self), Arc::clone(&link)));
                 if !state.out.is_empty() {
                     state.writer_busy = true;
@@ -344,6 +352,11 @@ impl Shared {
         std::mem::swap(&mut state.out, into);
         link.commit(state.encoded);
         true
+    }
+
+    /// Whether requests are queued or in flight.
+    pub(super) fn has_outstanding(&self) -> bool {
+        self.outstanding.load(Ordering::Relaxed) > 0
     }
 
     /// Counts answered requests and gives their places in the window back.

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use memha_proto::ReplyDecoder;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 
 use super::metrics::Counters;
@@ -71,7 +73,7 @@ async fn write_all(shared: &Shared, link: &Link, out: &mut BytesMut) -> io::Resu
 
 /// Reads replies and hands each to its request, in order, until the
 /// connection breaks or is closed; then fails the requests it had taken.
-pub(super) async fn read_loop(shared: Arc<Shared>, link: Arc<Link>) {
+pub(super) async fn read_loop(shared: Arc<Shared>, link: Arc<Link>, mut receiving: OwnedReadHalf) {
     let chunk = shared.config.read_buffer;
     let mut decoder = ReplyDecoder::new(shared.config.limits);
     let mut input = BytesMut::with_capacity(chunk);
@@ -84,25 +86,22 @@ pub(super) async fn read_loop(shared: Arc<Shared>, link: Arc<Link>) {
         if input.capacity() - input.len() < MIN_READ_ROOM {
             input.reserve(chunk);
         }
-        match link.stream.try_read_buf(&mut input) {
+        // A read that does not fill the buffer shows the socket drained, so
+        // the next read waits for readiness without a wasted system call.
+        match receiving.read_buf(&mut input).await {
             Ok(0) => {
                 break Error::new(ErrorKind::Connection).with_detail("closed by the server");
             }
             Ok(_) => Counters::add(&shared.counters.reads, 1),
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                if let Err(err) = link.stream.readable().await {
-                    break Error::io(ErrorKind::Connection, err);
-                }
-                continue;
-            }
             Err(err) => break Error::io(ErrorKind::Connection, err),
         }
         match dispatch(&shared, &link, &mut decoder, &mut input, &mut taken.queue) {
-            // Let the callers just answered run first: their next requests
-            // go out before this task reads again, and more answers
-            // gather for the next read.
-            Ok(1..) => tokio::task::yield_now().await,
-            Ok(0) => {}
+            // Under load, let the callers just answered run first: their
+            // next requests go out before this task reads again, and more
+            // answers gather for the next read. With nothing in flight there
+            // is nothing to gather: wait for the next answer at once.
+            Ok(1..) if shared.has_outstanding() => tokio::task::yield_now().await,
+            Ok(_) => {}
             Err(err) => break err,
         }
         if link.is_closed() {

@@ -35,6 +35,14 @@ impl Shared {
     /// The primary decides `command`; what it then holds is written to the others.
     pub(super) async fn coordinated(&self, key: Key, command: Command) -> Result<Reply, Error> {
         let _serialised = self.key_locks.lock(&key).await;
+        // The primary decides from what it holds, so first make it hold the
+        // key's current copy: a read always asks the primary, asks every Up
+        // node before answering a miss, and repairs the primary if it
+        // missed. Without this, a primary that restarted empty, or had the
+        // key invalidated when it came back, decides as if the key were
+        // absent (an `add` stores over a live value, an `incr` finds nothing).
+        self.read_and_repair(MetaGet::full(key.clone()), None)
+            .await?;
         let members = self.members.snapshot();
         let placement = Placement::of(&members, key.as_bytes());
         let Some(primary) = placement.primary().cloned() else {

@@ -6,16 +6,21 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 use memha_health::{NodeHealth, NodeState};
 use memha_proto::{Command, Key, Reply};
-use tower::ServiceExt;
+use std::future::poll_fn;
+use std::task::Poll;
+use std::time::Duration;
+
+use tower::{Service, ServiceExt};
 
 use super::journal::Journal;
 use super::placement;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::node::NodeService;
 
 /// One node of the replica set.
 pub(crate) struct Member {
     pub(crate) addr: SocketAddr,
+    timeout: Duration,
     seed: u64,
     service: NodeService,
     pub(crate) health: NodeHealth,
@@ -28,9 +33,11 @@ impl Member {
         service: NodeService,
         health: NodeHealth,
         journal_capacity: usize,
+        timeout: Duration,
     ) -> Self {
         Member {
             addr,
+            timeout,
             seed: placement::node_seed(&addr.to_string()),
             service,
             health,
@@ -43,8 +50,28 @@ impl Member {
     }
 
     /// Sends one command through the node's stack.
+    ///
+    /// The stack's timeout bounds the answer, not the wait for room in a
+    /// full window (a hung node): that wait gets its own bound, and only
+    /// when the stack is not ready at once, so the fast path sets no extra timer.
     pub(crate) async fn call(&self, command: Command) -> Result<Reply, Error> {
-        self.service.clone().oneshot(command).await
+        let mut service = self.service.clone();
+        match poll_fn(|cx| Poll::Ready(service.poll_ready(cx))).await {
+            Poll::Ready(ready) => {
+                ready?;
+                service.call(command).await
+            }
+            Poll::Pending => {
+                let call = async move { service.ready().await?.call(command).await };
+                tokio::time::timeout(self.timeout, call)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::new(ErrorKind::Timeout)
+                            .with_detail("no room in the connection")
+                            .with_node(self.addr))
+                    })
+            }
+        }
     }
 
     pub(crate) fn journal(&self) -> MutexGuard<'_, Journal> {

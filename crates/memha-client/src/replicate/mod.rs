@@ -71,6 +71,7 @@ pub(crate) struct Shared {
     key_locks: KeyLocks,
     rotation: AtomicUsize,
     make_node: MakeNode,
+    /// The node stack's timeout: also bounds probes and waiting for room.
     probe_timeout: std::time::Duration,
     // Stops the discovery task when the last handle goes.
     _discovery: DropGuard,
@@ -115,7 +116,13 @@ impl Replicate {
         let probe = MemcachedProbe::new(addr).with_timeout(shared.probe_timeout);
         let health = shared.health.add_node(addr, probe);
         let service = (shared.make_node)(addr, health.clone());
-        let member = Member::new(addr, service, health, shared.config.journal_capacity);
+        let member = Member::new(
+            addr,
+            service,
+            health,
+            shared.config.journal_capacity,
+            shared.probe_timeout,
+        );
         if shared.members.insert(Arc::new(member)) {
             tracing::info!(node = %addr, "node added");
         }

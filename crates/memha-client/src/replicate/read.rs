@@ -37,7 +37,7 @@ impl Shared {
         }
     }
 
-    async fn read_and_repair(
+    pub(super) async fn read_and_repair(
         &self,
         caller: MetaGet,
         mut first_hit: Option<oneshot::Sender<Reply>>,

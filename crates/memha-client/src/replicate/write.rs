@@ -29,12 +29,16 @@ impl Shared {
     pub(super) async fn delete(&self, delete: MetaDelete) -> Result<Reply, Error> {
         let key = delete.key.clone();
         let (targets, _) = self.writable(&key)?;
+        let trusted = readable_now(&targets);
         let gathered = self
             .fan_out(&targets, Command::MetaDelete(delete), &key)
             .await?;
-        let deleted = gathered.answers.iter().any(
-            |(_, answer)| matches!(answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored),
-        );
+        // A Rejoining node may still hold a copy it is about to lose: only
+        // the nodes that were Up say whether the key existed.
+        let deleted = gathered.answers.iter().any(|(member, answer)| {
+            trusted.contains(&member.addr)
+                && matches!(answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored)
+        });
         Ok(meta_status(if deleted {
             MetaStatus::Stored
         } else {
@@ -47,14 +51,19 @@ impl Shared {
     pub(super) async fn touch(&self, caller: MetaGet) -> Result<Reply, Error> {
         let key = caller.key.clone();
         let (targets, placement) = self.writable(&key)?;
+        let trusted = readable_now(&targets);
         let mut get = caller.clone();
         (get.value, get.client_flags, get.ttl, get.cas) = (true, true, true, true);
         let gathered = self.fan_out(&targets, Command::MetaGet(get), &key).await?;
         let primary = placement.primary().cloned();
+        // Like a read, trust only the nodes that were Up: a Rejoining node
+        // may hold a deleted or overwritten copy, which must be neither
+        // reported nor copied to the others (promise 2).
         let Some((_, best)) = gathered
             .answers
             .iter()
             .filter_map(hit_of)
+            .filter(|(m, _)| trusted.contains(&m.addr))
             .max_by_key(|(m, _)| primary.as_ref().is_some_and(|p| Arc::ptr_eq(p, m)))
         else {
             return Ok(shaped(&caller, meta_status(MetaStatus::Miss)));
@@ -167,6 +176,16 @@ impl Shared {
         }
         Err(error)
     }
+}
+
+/// The addresses of the nodes among `targets` that are Up now (made safe,
+/// so their answers can be trusted like a read's).
+fn readable_now(targets: &[Arc<Member>]) -> Vec<std::net::SocketAddr> {
+    targets
+        .iter()
+        .filter(|m| m.state().is_readable())
+        .map(|m| m.addr)
+        .collect()
 }
 
 fn hit_of(answer: &(Arc<Member>, Result<Reply, Error>)) -> Option<(Arc<Member>, &MetaReply)> {
