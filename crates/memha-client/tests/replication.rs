@@ -528,3 +528,28 @@ async fn a_ttl_beyond_30_days_survives_repair() {
         "ttl {ttl}, expected about {expected}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_node_that_missed_more_than_its_journal_holds_is_flushed() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let addrs = cluster.addrs();
+    let client = client_of(&addrs, ReplicationConfig::default().journal_capacity(3)).await;
+    for i in 0..6 {
+        client.set(format!("j:{i}"), "old").await.unwrap();
+    }
+    cluster.node(0).pause().unwrap();
+    wait_state(&client, addrs[0], NodeState::Down).await;
+    for i in 0..6 {
+        client.delete(format!("j:{i}")).await.unwrap();
+    }
+    cluster.node(0).resume().unwrap();
+    wait_state(&client, addrs[0], NodeState::Up).await;
+    assert_eq!(client.cluster().unwrap().stats().flushes, 1);
+    for i in 0..6 {
+        assert_eq!(
+            on_node(addrs[0], &format!("j:{i}")),
+            None,
+            "j:{i} came back"
+        );
+    }
+}

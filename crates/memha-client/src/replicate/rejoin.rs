@@ -11,6 +11,9 @@ use super::config::RejoinPolicy;
 use super::journal::Remedy;
 use super::Shared;
 
+/// How many deletes a rejoin keeps in flight at once.
+const INVALIDATION_CHUNK: usize = 256;
+
 /// The health table's hook: a node that did not restart gets the keys it
 /// missed deleted on it (or a flush), one that restarted is empty already.
 pub(super) struct MakeSafe {
@@ -52,25 +55,28 @@ impl RejoinHook for MakeSafe {
                 }
             }
             Remedy::Invalidate(keys) => {
-                let mut deletes: FuturesUnordered<_> = keys
-                    .into_iter()
-                    .map(|key| {
-                        let member = member.clone();
-                        async move {
-                            let result = member.call(MetaDelete::new(key.clone()).into()).await;
-                            (key, result)
-                        }
-                    })
-                    .collect();
+                // In chunks: a long journal must not overflow the connection's window.
                 let mut failed = 0usize;
-                while let Some((key, result)) = deletes.next().await {
-                    match result {
-                        Ok(Reply::Meta(_)) => {
-                            shared.counters.invalidated.fetch_add(1, Relaxed);
-                        }
-                        _ => {
-                            failed += 1;
-                            member.record_missed(&key);
+                for chunk in keys.chunks(INVALIDATION_CHUNK) {
+                    let mut deletes: FuturesUnordered<_> = chunk
+                        .iter()
+                        .map(|key| {
+                            let member = member.clone();
+                            async move {
+                                let result = member.call(MetaDelete::new(key.clone()).into()).await;
+                                (key, result)
+                            }
+                        })
+                        .collect();
+                    while let Some((key, result)) = deletes.next().await {
+                        match result {
+                            Ok(Reply::Meta(_)) => {
+                                shared.counters.invalidated.fetch_add(1, Relaxed);
+                            }
+                            _ => {
+                                failed += 1;
+                                member.record_missed(key);
+                            }
                         }
                     }
                 }
