@@ -1,16 +1,22 @@
-//! memha side by side with other Rust memcached clients, against one real
-//! memcached started here, in one run:
+//! memha side by side with other Rust memcached clients, against real
+//! memcached servers started here (three; the single-node clients use the
+//! first), in one run:
 //!
-//! - (a) sequential `get` latency, p50 and p99, one caller;
+//! - (a) sequential `get` latency, p50 and p99, one caller, the clients
+//!   taking turns in short rounds;
 //! - (b) 64 tasks doing 90% `get` / 10% `set` over 10,000 keys with
 //!   100-byte values: operations per second, median of several short runs,
 //!   the clients taking turns so background load hits them alike.
 //!
+//! `memha-replicated` is memha over all three nodes with the default
+//! replication (every set goes to the 3 nodes, every get asks 2), against
+//! the single-node clients unreplicated.
+//!
 //! Run it with `cargo xtask bench`, or
 //! `cargo bench -p memha-benches --bench compare -- [--duration SECS] [--runs N] [--gets N] [--peers LIST]`.
 //!
-//! `--peers` picks the clients, comma-separated: `memha`, `async-memcached`,
-//! `memcache` (the default), and the diagnostics `memha-connection` (the
+//! `--peers` picks the clients, comma-separated: `memha`, `memha-replicated`,
+//! `async-memcached`, `memcache` (the default), and the diagnostics `memha-connection` (the
 //! bare [`memha_client::Connection`]), `memha-bare` (the client facade over
 //! the bare connection) and `memha-no-timeout` (the facade over retry and
 //! the connection), which show what each layer of the node stack costs.
@@ -42,6 +48,8 @@ const KEYS: usize = 10_000;
 const VALUE_LEN: usize = 100;
 const TASKS: usize = 64;
 const WARMUP: Duration = Duration::from_millis(300);
+/// The sequential gets of each client are measured in this many turns.
+const LATENCY_ROUNDS: usize = 10;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -115,6 +123,8 @@ fn value() -> Bytes {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Peer {
     Memha,
+    /// memha over three nodes, replicating with the default settings.
+    MemhaReplicated,
     /// memha's bare connection, without the node stack and the client: a diagnostic.
     MemhaConnection,
     /// memha's client over the bare connection (no timeout, no retry): a diagnostic.
@@ -126,11 +136,17 @@ enum Peer {
 }
 
 impl Peer {
-    const ALL: [Peer; 3] = [Peer::Memha, Peer::AsyncMemcached, Peer::Memcache];
+    const ALL: [Peer; 4] = [
+        Peer::Memha,
+        Peer::MemhaReplicated,
+        Peer::AsyncMemcached,
+        Peer::Memcache,
+    ];
 
     fn id(self) -> &'static str {
         match self {
             Peer::Memha => "memha",
+            Peer::MemhaReplicated => "memha-replicated",
             Peer::MemhaConnection => "memha-connection",
             Peer::MemhaBare => "memha-bare",
             Peer::MemhaNoTimeout => "memha-no-timeout",
@@ -142,6 +158,7 @@ impl Peer {
     fn name(self) -> &'static str {
         match self {
             Peer::Memha => "memha (meta, 1 pipelined conn)",
+            Peer::MemhaReplicated => "memha replicated (3 nodes, R=2)",
             Peer::MemhaConnection => "memha Connection alone",
             Peer::MemhaBare => "memha Client, bare Connection",
             Peer::MemhaNoTimeout => "memha Client, Retry+Connection",
@@ -221,6 +238,33 @@ fn memha_client(node: &NodeService) -> Client {
     Client::builder()
         .timeout(Duration::from_secs(2))
         .build_with_node(node.clone())
+}
+
+/// memha over every node, with the default replication: sets to all of
+/// them, gets from ceil(n/2).
+async fn memha_replicated(addrs: Vec<SocketAddr>) -> Client {
+    Client::builder()
+        .nodes(addrs)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .expect("replicated client")
+}
+
+/// The replicated client's connection counters so far, all nodes together.
+fn cluster_metrics(client: &Client) -> ConnectionMetrics {
+    let mut total = ConnectionMetrics::default();
+    let Some(cluster) = client.cluster() else {
+        return total;
+    };
+    for node in cluster.stats().nodes {
+        if let Some(metrics) = cluster.node(node.addr).and_then(|n| n.connection_metrics()) {
+            total.requests += metrics.requests;
+            total.writes += metrics.writes;
+            total.reads += metrics.reads;
+        }
+    }
+    total
 }
 
 async fn memha_sequential(client: &Client, keys: &[String], gets: usize) -> Vec<Duration> {
@@ -474,6 +518,7 @@ struct Bench {
     keys: Arc<Vec<String>>,
     node: NodeService,
     memha: Client,
+    replicated: Client,
     /// Diagnostic variants of the node stack, built on demand.
     bare: Client,
     no_timeout: Client,
@@ -490,6 +535,10 @@ impl Bench {
         let keys = self.keys.clone();
         let ops = match peer {
             Peer::Memha => self.runtime.block_on(memha_mixed(&self.memha, keys, stop)),
+            Peer::MemhaReplicated => {
+                self.runtime
+                    .block_on(memha_mixed(&self.replicated, keys, stop))
+            }
             Peer::MemhaBare => self.runtime.block_on(memha_mixed(&self.bare, keys, stop)),
             Peer::MemhaNoTimeout => {
                 self.runtime
@@ -513,6 +562,10 @@ impl Bench {
             Peer::Memha => self
                 .runtime
                 .block_on(memha_sequential(&self.memha, &self.keys, gets)),
+            Peer::MemhaReplicated => {
+                self.runtime
+                    .block_on(memha_sequential(&self.replicated, &self.keys, gets))
+            }
             Peer::MemhaBare => self
                 .runtime
                 .block_on(memha_sequential(&self.bare, &self.keys, gets)),
@@ -546,7 +599,7 @@ fn per_op(count: u64, ops: u64) -> f64 {
 
 fn main() {
     let settings = Settings::from_args();
-    let cluster = MemcachedCluster::start(1).expect("start memcached");
+    let cluster = MemcachedCluster::start(3).expect("start memcached");
     let addr = cluster.node(0).addr();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -554,10 +607,12 @@ fn main() {
         .expect("runtime");
     let node = runtime.block_on(async { memha_node(addr) });
     let memha = memha_client(&node);
+    let replicated = runtime.block_on(memha_replicated(cluster.addrs()));
     let keys = keys();
+    // Through the replicated client, so every node holds every key.
     let version = runtime.block_on(async {
         for key in keys.iter() {
-            memha.set(key, value()).await.expect("preload");
+            replicated.set(key, value()).await.expect("preload");
         }
         memha.version().await.expect("version")
     });
@@ -567,18 +622,19 @@ fn main() {
         keys,
         node,
         memha,
+        replicated,
         bare: diagnostic_client(addr, false),
         no_timeout: diagnostic_client(addr, true),
         memcache: memcache_client(addr, TASKS as u32),
     };
     let workers = thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "memcached {version} (-t 1) on {workers} cores shared with the client; \
-         {KEYS} keys, {VALUE_LEN}-byte values"
+        "memcached {version} (-t 1, 3 nodes: the single-node clients use the first) \
+         on {workers} cores shared with the client; {KEYS} keys, {VALUE_LEN}-byte values"
     );
     println!(
-        "(a) sequential get: {} gets each; (b) {TASKS} tasks, 90% get / 10% set: \
-         {} runs of {:.1} s each, clients taking turns\n",
+        "(a) sequential get: {} gets each, in {LATENCY_ROUNDS} turns; (b) {TASKS} tasks, \
+         90% get / 10% set: {} runs of {:.1} s each, clients taking turns\n",
         settings.gets,
         settings.runs,
         settings.duration.as_secs_f64()
@@ -589,19 +645,30 @@ fn main() {
         .iter()
         .map(|peer| (*peer, Results::default()))
         .collect();
-    for (peer, result) in &mut results {
-        let mut samples = bench.sequential(*peer, settings.gets);
+    // The clients take turns in short rounds, so a change of the machine's
+    // mood (other work waking up) hits their latencies alike.
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); results.len()];
+    let per_round = settings.gets.div_ceil(LATENCY_ROUNDS);
+    for _ in 0..LATENCY_ROUNDS {
+        for ((peer, _), samples) in results.iter().zip(&mut samples) {
+            samples.extend(bench.sequential(*peer, per_round));
+        }
+    }
+    for ((_, result), samples) in results.iter_mut().zip(&mut samples) {
         samples.sort();
-        result.p50 = percentile(&samples, 0.50);
-        result.p99 = percentile(&samples, 0.99);
+        result.p50 = percentile(samples, 0.50);
+        result.p99 = percentile(samples, 0.99);
     }
     for (peer, _) in &results {
         bench.mixed(*peer, WARMUP);
     }
     let mut memha_metrics = (ConnectionMetrics::default(), 0u64);
+    // Node requests, writes and reads, and client operations of the replicated client.
+    let mut fan_out = (ConnectionMetrics::default(), 0u64);
     for _ in 0..settings.runs {
         for (peer, result) in &mut results {
             let before = bench.node.connection_metrics().unwrap_or_default();
+            let cluster_before = cluster_metrics(&bench.replicated);
             let (ops_per_sec, cpu_per_op) = bench.mixed(*peer, settings.duration);
             result.cpu_per_op.push(cpu_per_op);
             if *peer == Peer::Memha {
@@ -609,6 +676,13 @@ fn main() {
                 memha_metrics.0.writes += after.writes - before.writes;
                 memha_metrics.0.reads += after.reads - before.reads;
                 memha_metrics.1 += after.requests - before.requests;
+            }
+            if *peer == Peer::MemhaReplicated {
+                let after = cluster_metrics(&bench.replicated);
+                fan_out.0.requests += after.requests - cluster_before.requests;
+                fan_out.0.writes += after.writes - cluster_before.writes;
+                fan_out.0.reads += after.reads - cluster_before.reads;
+                fan_out.1 += (ops_per_sec * settings.duration.as_secs_f64()) as u64;
             }
             result.throughput.push(ops_per_sec);
         }
@@ -666,6 +740,30 @@ fn main() {
             "memha system calls in (b): {writes:.3} writes/op ({:.1} requests per write), {:.3} reads/op",
             1.0 / writes.max(f64::MIN_POSITIVE),
             per_op(metrics.reads, requests)
+        );
+    }
+    if let Some(replicated) = find(Peer::MemhaReplicated) {
+        if let Some(peer) = find(Peer::AsyncMemcached) {
+            let throughput_ratio = replicated.median_throughput() / peer.median_throughput();
+            let latency_ratio = replicated.p50.as_secs_f64() / peer.p50.as_secs_f64();
+            println!(
+                "memha replicated / async-memcached (1 node, unreplicated) ops/s \
+                 {throughput_ratio:.2}x, get p50 {latency_ratio:.2}x (target: ops/s >= 2x {})",
+                verdict(throughput_ratio >= 2.0)
+            );
+        }
+        if let Some(single) = find(Peer::Memha) {
+            println!(
+                "memha replicated / memha single node: ops/s {:.2}x",
+                replicated.median_throughput() / single.median_throughput()
+            );
+        }
+        let (metrics, ops) = fan_out;
+        println!(
+            "memha replicated in (b): {:.2} node requests/op, {:.3} writes/op, {:.3} reads/op",
+            per_op(metrics.requests, ops),
+            per_op(metrics.writes, ops),
+            per_op(metrics.reads, ops)
         );
     }
     drop(cluster);

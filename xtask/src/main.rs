@@ -6,15 +6,24 @@
 //!   all with warnings as errors; prints the time each step took.
 //! - `cargo xtask bench [ARGS...]`: makes sure memcached is installed, then
 //!   runs the side-by-side client comparison (`benches/benches/compare.rs`)
-//!   against one real memcached and prints a table with the ratios. ARGS go
-//!   to the comparison: `--duration SECS`, `--runs N`, `--gets N`,
-//!   `--peers LIST` (default `memha,async-memcached,memcache`; the
-//!   diagnostics `memha-connection`, `memha-bare`, `memha-no-timeout` show
-//!   what the bare connection and each layer of the node stack cost).
+//!   against real memcached servers and prints a table with the ratios:
+//!   the single-node clients on one node, and memha replicated over three
+//!   (sets to all, gets from two) against them. ARGS go to the comparison:
+//!   `--duration SECS`, `--runs N`, `--gets N`, `--peers LIST` (default
+//!   `memha,memha-replicated,async-memcached,memcache`; the diagnostics
+//!   `memha-connection`, `memha-bare`, `memha-no-timeout` show what the bare
+//!   connection and each layer of the node stack cost).
 //! - `cargo xtask demo`: makes sure memcached is installed, then runs the
 //!   session-store demo (`crates/memha-client/examples/session_demo.rs`):
 //!   3 local nodes, one killed and one restarted empty under load, ending
 //!   with a one-line summary of what was written, read back and lost.
+//! - `cargo xtask chaos [--seconds N] [--seed S] [ARGS...]`: makes sure
+//!   memcached is installed, then runs the chaos and consistency suite
+//!   (`tests/chaos`, a release build): a 64-task session workload on 3 to
+//!   5 real memcached nodes under a seeded fault schedule, checked by a
+//!   history checker; prints a summary ending in `violations: N` and fails
+//!   when N > 0. ARGS: `--nodes 3..5`, `--tasks N`, `--show N`,
+//!   `--strict-convergence`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -33,9 +42,14 @@ commands:
   test [ARGS...]   install memcached if missing, then `cargo test --workspace [ARGS...]`
   ci               fmt check, clippy, tests and docs, warnings as errors
   bench [ARGS...]  memha side by side with async-memcached and memcache against one
-                   real memcached (ARGS: --duration SECS --runs N --gets N --peers LIST)
+                   real memcached, and memha replicated over three against them
+                   (ARGS: --duration SECS --runs N --gets N --peers LIST)
   demo             a session store on 3 local memcached nodes surviving a killed node
-                   and a node restarted empty";
+                   and a node restarted empty
+  chaos [--seconds N] [--seed S] [ARGS...]
+                   the chaos suite: a session workload on real memcached nodes under
+                   seeded faults, checked by a history checker (ARGS: --nodes 3..5
+                   --tasks N --show N --strict-convergence)";
 
 fn main() -> ExitCode {
     let mut args = env::args_os().skip(1);
@@ -46,6 +60,7 @@ fn main() -> ExitCode {
         Some("ci") if rest.is_empty() => ci(),
         Some("bench") => bench(&rest),
         Some("demo") if rest.is_empty() => demo(),
+        Some("chaos") => chaos(&rest),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -92,10 +107,22 @@ fn demo() -> Result<(), String> {
     )
 }
 
+/// `cargo xtask chaos`: memcached, then one run of the chaos suite.
+fn chaos(extra: &[OsString]) -> Result<(), String> {
+    ensure_memcached()?;
+    let mut args: Vec<OsString> = ["run", "--release", "-p", "memha-chaos", "--"]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+    args.extend(extra.iter().cloned());
+    cargo(&args, &[])
+}
+
 /// `cargo xtask ci`: every check, timed.
 fn ci() -> Result<(), String> {
     let started = Instant::now();
     step("fmt", || cargo(&["fmt", "--all", "--", "--check"], &[]))?;
+    step("default-deps", no_aws_by_default)?;
     step("clippy", || {
         cargo(
             &[
@@ -120,6 +147,54 @@ fn ci() -> Result<(), String> {
     })?;
     println!("ci passed in {}", seconds(started.elapsed()));
     Ok(())
+}
+
+/// The default build pulls in neither the AWS SDK (memha-discovery's
+/// `elasticache` feature) nor a crypto stack (memha-client's `tls`): no
+/// crate named `aws-*` in the normal dependencies of the default features.
+fn no_aws_by_default() -> Result<(), String> {
+    let args = [
+        "tree",
+        "-p",
+        "memha-discovery",
+        "-p",
+        "memha-client",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+    ];
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(&cargo)
+        .args(args)
+        .current_dir(workspace_root())
+        .output()
+        .map_err(|err| format!("could not run `cargo {}`: {err}", args.join(" ")))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`cargo {}` failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let tree = String::from_utf8_lossy(&output.stdout);
+    let mut aws: Vec<&str> = tree
+        .lines()
+        .filter(|line| line.starts_with("aws-"))
+        .collect();
+    aws.sort_unstable();
+    aws.dedup();
+    if aws.is_empty() {
+        println!("no aws-* crate in the default build");
+        Ok(())
+    } else {
+        Err(format!(
+            "the default build depends on {}: keep the AWS SDK behind the `elasticache` \
+             feature and TLS behind `tls`",
+            aws.join(", ")
+        ))
+    }
 }
 
 /// Runs one named step, printing its name and how long it took.

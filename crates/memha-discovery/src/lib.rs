@@ -121,11 +121,36 @@
 //! ```
 //!
 //! With the `elasticache` feature, `ElastiCacheApiSource` asks the
-//! ElastiCache API instead (region and credentials from the usual AWS
-//! environment, resolved up front); see its documentation.
+//! ElastiCache API instead (`DescribeCacheClusters` with node info; region
+//! and credentials from the usual AWS environment, resolved when the source
+//! is built, so a missing one fails at start-up):
+//!
+//! ```no_run
+//! # #[cfg(feature = "elasticache")]
+//! # async fn run() -> Result<(), memha_discovery::Error> {
+//! use std::time::Duration;
+//! use memha_discovery::{ElastiCacheApiSource, Watcher};
+//!
+//! let source = ElastiCacheApiSource::builder("my-memcached")
+//!     .region("eu-west-1")
+//!     .timeout(Duration::from_secs(10))
+//!     .build()
+//!     .await?;
+//! let mut watcher = Watcher::new(source);
+//! let nodes = watcher.ready().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Cargo features
+//!
+//! - `elasticache`: `ElastiCacheApiSource`, through the AWS SDK. Heavy to
+//!   build, and the SDK needs a recent Rust; without it the crate does not
+//!   depend on the SDK at all.
 #![forbid(unsafe_code)]
-#![warn(missing_docs, unreachable_pub)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod addr;
 mod config_endpoint;

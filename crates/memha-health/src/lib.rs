@@ -15,7 +15,8 @@
 //!   [`ErrorKind::NodeDown`] before anything is queued.
 //! - **Active checks.** Each node in a [`HealthTable`] has a task that runs
 //!   its [`Probe`] ([`MemcachedProbe`] sends `stats` on a short-lived
-//!   connection): every [`up_interval`](HealthConfig::up_interval) (5 s) when
+//!   connection, plain TCP or through a [`ProbeConnector`] such as
+//!   memha-client's TLS): every [`up_interval`](HealthConfig::up_interval) (5 s) when
 //!   Up, with jittered [`Backoff`] (100 ms growing by 1.5x to 3 s) when
 //!   failing, so a node that comes back is seen quickly without a probe storm.
 //! - **Restart detection.** When a Down node answers again, its `stats` pid,
@@ -76,7 +77,8 @@
 //! # }
 //! ```
 #![forbid(unsafe_code)]
-#![warn(missing_docs, unreachable_pub)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 mod backoff;
 mod config;
@@ -96,7 +98,9 @@ pub use error::{BoxError, Error, ErrorKind};
 pub use hook::{RejoinHook, RejoinInfo};
 pub use node::NodeHealth;
 pub use observe::{classify_error, ClassifyOutcome, Observation};
-pub use probe::{probe_fn, MemcachedProbe, Probe, ProbeFn, ProbeReport};
+pub use probe::{
+    probe_fn, MemcachedProbe, Probe, ProbeConnector, ProbeFn, ProbeIo, ProbeReport, ProbeStream,
+};
 pub use service::{Health, HealthLayer, ResponseFuture};
 pub use state::{Cause, NodeState, RejoinReason, Transition};
 pub use table::{HealthTable, Transitions};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use memha_proto::{Command, Limits, Reply, ReplyDecoder, ReplyKind, Stat, StatsGroup};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::Error;
@@ -195,10 +195,57 @@ where
 /// [`Observation::Timeout`]; a reply that cannot be decoded with
 /// [`Observation::Failure`]. Any well-framed reply, even an error line,
 /// shows the node alive.
+///
+/// By default it connects over plain TCP; [`with_connector`](Self::with_connector)
+/// makes it reach the node another way, such as over TLS.
 #[derive(Debug, Clone)]
 pub struct MemcachedProbe {
     addr: SocketAddr,
     timeout: Duration,
+    connector: Option<Arc<dyn ProbeConnector>>,
+}
+
+/// A byte stream a [`MemcachedProbe`] talks over.
+pub trait ProbeIo: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> ProbeIo for T {}
+
+/// A connection made by a [`ProbeConnector`].
+pub type ProbeStream = Box<dyn ProbeIo>;
+
+/// How a [`MemcachedProbe`] reaches its node when plain TCP will not do:
+/// for instance memha-client's TLS settings make one, so probes use the
+/// same TLS as the node's connection.
+///
+/// Errors are classified like any I/O error (see [`ClassifyOutcome`]): a
+/// refused or closed connection is [`Observation::ConnectionFailed`], a
+/// failed TLS handshake (`InvalidData`) an [`Observation::Failure`].
+///
+/// ```
+/// use std::io;
+/// use std::net::SocketAddr;
+/// use memha_health::{MemcachedProbe, ProbeConnector, ProbeStream};
+///
+/// /// Plain TCP, as the probe does by default.
+/// #[derive(Debug)]
+/// struct Tcp;
+///
+/// #[async_trait::async_trait]
+/// impl ProbeConnector for Tcp {
+///     async fn connect(&self, addr: SocketAddr) -> io::Result<ProbeStream> {
+///         Ok(Box::new(tokio::net::TcpStream::connect(addr).await?))
+///     }
+/// }
+///
+/// let probe = MemcachedProbe::new("127.0.0.1:11211".parse().unwrap())
+///     .with_connector(std::sync::Arc::new(Tcp));
+/// # drop(probe);
+/// ```
+#[async_trait]
+pub trait ProbeConnector: fmt::Debug + Send + Sync + 'static {
+    /// Opens a connection to `addr`, ready to carry memcached's protocol.
+    /// The probe's timeout bounds it.
+    async fn connect(&self, addr: SocketAddr) -> io::Result<ProbeStream>;
 }
 
 impl MemcachedProbe {
@@ -210,12 +257,20 @@ impl MemcachedProbe {
         MemcachedProbe {
             addr,
             timeout: Self::DEFAULT_TIMEOUT,
+            connector: None,
         }
     }
 
     /// Sets the time one probe may take, connect included.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Reaches the node through `connector` (for example over TLS) instead
+    /// of plain TCP.
+    pub fn with_connector(mut self, connector: Arc<dyn ProbeConnector>) -> Self {
+        self.connector = Some(connector);
         self
     }
 
@@ -231,14 +286,32 @@ impl MemcachedProbe {
 
     async fn exchange(&self) -> Result<ProbeReport, Error> {
         let io_error = |err: io::Error| Error::probe(err.observation(), err);
-        let mut stream = TcpStream::connect(self.addr).await.map_err(io_error)?;
-        stream.set_nodelay(true).map_err(io_error)?;
+        match &self.connector {
+            None => {
+                let stream = TcpStream::connect(self.addr).await.map_err(io_error)?;
+                stream.set_nodelay(true).map_err(io_error)?;
+                self.stats(stream).await
+            }
+            Some(connector) => {
+                let stream = connector.connect(self.addr).await.map_err(io_error)?;
+                self.stats(stream).await
+            }
+        }
+    }
+
+    /// Sends `stats` on `stream` and reads the answer.
+    async fn stats<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut stream: S,
+    ) -> Result<ProbeReport, Error> {
+        let io_error = |err: io::Error| Error::probe(err.observation(), err);
         let limits = Limits::default();
         let mut request = BytesMut::new();
         Command::Stats(StatsGroup::General)
             .encode(&mut request, &limits)
             .map_err(|err| Error::probe(Observation::Failure, err))?;
         stream.write_all(&request).await.map_err(io_error)?;
+        stream.flush().await.map_err(io_error)?;
 
         let mut decoder = ReplyDecoder::new(limits);
         let mut buffer = BytesMut::with_capacity(4096);

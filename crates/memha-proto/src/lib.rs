@@ -13,6 +13,9 @@
 //! - [`ClusterConfig`], the ElastiCache `config get cluster` payload;
 //! - with the `codec` feature, a `tokio_util::codec` implementation.
 //!
+//! It is usable on its own, with any transport: the example below encodes
+//! a pipeline of two commands and decodes their answers, arriving in pieces.
+//!
 //! ```
 //! use bytes::BytesMut;
 //! use memha_proto::{Command, Key, Limits, MetaGet, MetaSet, MetaStatus, Reply, ReplyDecoder};
@@ -45,8 +48,9 @@
 //! # Ok::<(), memha_proto::Error>(())
 //! ```
 #![forbid(unsafe_code)]
-#![warn(missing_docs, unreachable_pub)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cluster_config;
 #[cfg(feature = "codec")]

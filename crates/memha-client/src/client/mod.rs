@@ -5,13 +5,14 @@ mod request;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use memha_discovery::{NodeSource, Watcher};
 use memha_health::HealthConfig;
 use memha_proto::{
@@ -63,10 +64,18 @@ pub struct Client {
 }
 
 struct Inner {
-    service: BoxedService,
-    cluster: Option<Replicate>,
+    backend: Backend,
     timeout: Duration,
     limits: Limits,
+}
+
+/// What the client sends its commands through. Node stacks and the
+/// replication layer are called directly (no boxing, no cloning of the
+/// service per call); any other service through `tower::Service`.
+enum Backend {
+    Node(NodeService),
+    Cluster(Replicate),
+    Service(BoxedService),
 }
 
 impl Client {
@@ -85,7 +94,10 @@ impl Client {
     /// [`stats`](Replicate::stats), node [`health`](Replicate::health) and
     /// [`placement`](Replicate::placement).
     pub fn cluster(&self) -> Option<&Replicate> {
-        self.inner.cluster.as_ref()
+        match &self.inner.backend {
+            Backend::Cluster(cluster) => Some(cluster),
+            _ => None,
+        }
     }
 
     /// The bound on every operation.
@@ -101,11 +113,23 @@ impl Client {
     /// Sends one command through the stack and returns the server's reply.
     ///
     /// The wait for room in the stack and the answer together take at most
-    /// the timeout. The node stack's own timeout layer bounds the answer;
-    /// only when the stack was not ready at once is the whole call bounded
+    /// the timeout.
+    pub fn send(&self, command: Command) -> impl Future<Output = Result<Reply, Error>> + Send + '_ {
+        // Not an `async fn`: the command is not kept once more in the future,
+        // which every operation awaits (and so moves) whole.
+        match &self.inner.backend {
+            Backend::Node(node) => Either::Left(node.send(command, self.inner.timeout)),
+            Backend::Cluster(cluster) => Either::Right(Either::Left(cluster.send(command))),
+            Backend::Service(service) => {
+                Either::Right(Either::Right(self.send_through(service.clone(), command)))
+            }
+        }
+    }
+
+    /// Sends through a service of the user's. Its own timeout bounds the
+    /// answer; only when it was not ready at once is the whole call bounded
     /// here too (a second timer on the fast path would cost for nothing).
-    pub async fn send(&self, command: Command) -> Result<Reply, Error> {
-        let mut service = self.inner.service.clone();
+    async fn send_through(&self, mut service: BoxedService, command: Command) -> Result<Reply, Error> {
         match poll_fn(|cx| Poll::Ready(service.poll_ready(cx))).await {
             Poll::Ready(ready) => {
                 ready?;
@@ -121,6 +145,15 @@ impl Client {
                     .await
                     .unwrap_or_else(|_| Err(self.timed_out()))
             }
+        }
+    }
+
+    /// The backend as a `tower::Service`, for pipelining requests by hand.
+    fn service(&self) -> BoxedService {
+        match &self.inner.backend {
+            Backend::Node(node) => node.clone().into_boxed(),
+            Backend::Cluster(cluster) => BoxedService::new(cluster.clone()),
+            Backend::Service(service) => service.clone(),
         }
     }
 
@@ -172,7 +205,7 @@ impl Client {
             .into_iter()
             .map(IntoKey::into_key)
             .collect::<Result<Vec<Key>, Error>>()?;
-        let mut service = self.inner.service.clone();
+        let mut service = self.service();
         let mut answers = Vec::with_capacity(keys.len());
         for key in keys {
             let mut get = read(key);
@@ -462,11 +495,7 @@ impl<L> ClientBuilder<L> {
         <L::Service as Service<Command>>::Future: Send + 'static,
     {
         let replicate = self.build_replicate().await?;
-        let mut client = self.client(BoxedService::new(replicate.clone()));
-        Arc::get_mut(&mut client.inner)
-            .expect("a new client is not shared")
-            .cluster = Some(replicate);
-        Ok(client)
+        Ok(self.client(Backend::Cluster(replicate)))
     }
 
     /// Builds the replication layer alone, to wrap it in layers of your own
@@ -553,14 +582,14 @@ impl<L> ClientBuilder<L> {
                 .with_detail("a single-node client needs exactly one node"));
         };
         let node = self.stack.build(addr);
-        Ok(self.client(node.into_boxed()))
+        Ok(self.client(Backend::Node(node)))
     }
 
     /// A client over a node stack built beforehand (for instance to keep
     /// the [`NodeService`] for its metrics), with this builder's timeout
     /// and limits.
     pub fn build_with_node(self, node: NodeService) -> Client {
-        self.client(node.into_boxed())
+        self.client(Backend::Node(node))
     }
 
     /// A client over any service answering [`Command`]s (a stack assembled
@@ -571,14 +600,13 @@ impl<L> ClientBuilder<L> {
         S: Service<Command, Response = Reply, Error = Error> + Clone + Send + Sync + 'static,
         S::Future: Send + 'static,
     {
-        self.client(BoxedService::new(service))
+        self.client(Backend::Service(BoxedService::new(service)))
     }
 
-    fn client(&self, service: BoxedService) -> Client {
+    fn client(&self, backend: Backend) -> Client {
         Client {
             inner: Arc::new(Inner {
-                service,
-                cluster: None,
+                backend,
                 timeout: self.stack.get_timeout(),
                 limits: *self.stack.get_connection().get_limits(),
             }),
@@ -589,7 +617,7 @@ impl<L> ClientBuilder<L> {
 impl ClientBuilder<Identity> {
     fn connect(self, addr: SocketAddr) -> Client {
         let node = self.stack.build(addr);
-        self.client(node.into_boxed())
+        self.client(Backend::Node(node))
     }
 }
 

@@ -2,9 +2,14 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use memha_health::MemcachedProbe;
 use memha_proto::Limits;
+
+#[cfg(feature = "tls")]
+use super::tls::TlsConfig;
 
 /// Settings of a [`Connection`](super::Connection).
 ///
@@ -26,6 +31,8 @@ pub struct ConnectionConfig {
     pub(crate) backoff_max: Duration,
     pub(crate) limits: Limits,
     pub(crate) read_buffer: usize,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<TlsConfig>,
 }
 
 impl Default for ConnectionConfig {
@@ -37,6 +44,8 @@ impl Default for ConnectionConfig {
             backoff_max: Duration::from_secs(1),
             limits: Limits::DEFAULT,
             read_buffer: 64 * 1024,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -72,6 +81,35 @@ impl ConnectionConfig {
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// Speaks TLS to the node (feature `tls`): the connect timeout then
+    /// bounds the TLS handshake too, and health probes built by
+    /// [`probe`](Self::probe) use the same settings. Every write goes
+    /// through the connection's writer task (over plain TCP, a caller with
+    /// nothing else in flight writes its request itself).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The TLS settings, when the connection speaks TLS.
+    #[cfg(feature = "tls")]
+    pub fn get_tls(&self) -> Option<&TlsConfig> {
+        self.tls.as_ref()
+    }
+
+    /// A health probe of the node at `addr` (`stats` on a short-lived
+    /// connection, bounded by `timeout`) that reaches it as these settings
+    /// do: over TLS when `tls` is set (feature `tls`).
+    pub fn probe(&self, addr: SocketAddr, timeout: Duration) -> MemcachedProbe {
+        let probe = MemcachedProbe::new(addr).with_timeout(timeout);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return probe.with_connector(tls.probe_connector());
+        }
+        probe
     }
 
     /// The connect timeout.

@@ -23,6 +23,15 @@ pub struct ConnectionMetrics {
     pub connect_failures: u64,
     /// Established connections that broke or were closed for a protocol error.
     pub disconnects: u64,
+    /// The largest capacity the read buffer reached, in bytes. The decoder
+    /// refuses lines longer than [`Limits::max_line_len`] and values larger
+    /// than [`Limits::max_value_len`] before buffering them, so this stays
+    /// within the read chunk (64 KiB) plus the largest value and its header,
+    /// whatever a server sends.
+    ///
+    /// [`Limits::max_line_len`]: memha_proto::Limits::max_line_len
+    /// [`Limits::max_value_len`]: memha_proto::Limits::max_value_len
+    pub read_buffer_peak: u64,
 }
 
 #[derive(Debug, Default)]
@@ -33,11 +42,17 @@ pub(super) struct Counters {
     pub(super) connects: AtomicU64,
     pub(super) connect_failures: AtomicU64,
     pub(super) disconnects: AtomicU64,
+    pub(super) read_buffer_peak: AtomicU64,
 }
 
 impl Counters {
     pub(super) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Raises `counter` to `n` if it is lower.
+    pub(super) fn max(counter: &AtomicU64, n: u64) {
+        counter.fetch_max(n, Ordering::Relaxed);
     }
 
     /// The counters, with `requests` counted elsewhere (under the state lock).
@@ -51,6 +66,7 @@ impl Counters {
             connects: load(&self.connects),
             connect_failures: load(&self.connect_failures),
             disconnects: load(&self.disconnects),
+            read_buffer_peak: load(&self.read_buffer_peak),
         }
     }
 }

@@ -22,6 +22,12 @@
 //!   once with [`ErrorKind::Connect`](crate::ErrorKind::Connect) until an
 //!   exponential, capped backoff has passed.
 //!
+//! With the `tls` feature and [`ConnectionConfig::tls`], the connection
+//! speaks TLS (rustls): the handshake is part of the connection attempt
+//! and bounded by the connect timeout, a failed one is an
+//! [`ErrorKind::Connect`](crate::ErrorKind::Connect) error whose source is
+//! a `TlsError`, and every write goes through the writer task.
+//!
 //! Requests must be made from within a tokio runtime: the connection's
 //! tasks are spawned on the runtime of the request that opens it.
 
@@ -30,6 +36,9 @@ mod future;
 mod metrics;
 mod shared;
 mod task;
+#[cfg(feature = "tls")]
+mod tls;
+mod transport;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -44,6 +53,8 @@ use tower::Service;
 pub use config::ConnectionConfig;
 pub use future::ResponseFuture;
 pub use metrics::ConnectionMetrics;
+#[cfg(feature = "tls")]
+pub use tls::{TlsConfig, TlsConfigBuilder, TlsError, TlsErrorKind};
 
 use crate::error::{Error, ErrorKind};
 use shared::Shared;

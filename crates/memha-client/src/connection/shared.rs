@@ -8,20 +8,19 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use memha_proto::{Command, Reply, ReplyDecoder, ReplyKind};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify, Semaphore};
 
 use super::config::ConnectionConfig;
 use super::metrics::Counters;
 use super::task;
+use super::transport::{Parts, Reader, Sender};
 use crate::error::{Error, ErrorKind};
 
 /// The answer channel of one request.
@@ -77,11 +76,12 @@ enum LinkState {
     Closed,
 }
 
-/// One TCP connection and what its tasks need to coordinate over it.
+/// One connection and what its tasks need to coordinate over it.
 #[derive(Debug)]
 pub(super) struct Link {
-    /// The sending half; the reader task owns the receiving half.
-    pub(super) stream: OwnedWriteHalf,
+    /// The sending half (or, over TLS, a handle to shut the socket down);
+    /// the reader task owns the receiving half.
+    pub(super) stream: Sender,
     pub(super) wake_writer: Notify,
     /// How many bytes of the connection's output were handed to the kernel,
     /// counted pessimistically (before the write returns): requests ending
@@ -92,7 +92,7 @@ pub(super) struct Link {
 }
 
 impl Link {
-    fn new(stream: OwnedWriteHalf) -> Self {
+    fn new(stream: Sender) -> Self {
         Link {
             stream,
             wake_writer: Notify::new(),
@@ -117,8 +117,7 @@ impl Link {
     fn close(&self, error: Error) -> u64 {
         let _ = self.failure.set(error);
         self.closed.store(true, Ordering::Release);
-        let socket: &TcpStream = self.stream.as_ref();
-        let _ = socket2::SockRef::from(socket).shutdown(Shutdown::Both);
+        self.stream.shutdown();
         self.wake_writer.notify_one();
         self.committed.load(Ordering::SeqCst)
     }
@@ -257,8 +256,12 @@ impl Shared {
         Ok(receiver)
     }
 
-    /// Writes what it can without waiting; the writer task sends the rest.
+    /// Writes what it can without waiting; the writer task sends the rest
+    /// (all of it over TLS).
     fn write_now(&self, link: &Link, out: &mut BytesMut, encoded: u64) -> io::Result<()> {
+        if !link.stream.writes_directly() {
+            return Ok(());
+        }
         link.commit(encoded);
         match link.stream.try_write(out) {
             Ok(written) => {
@@ -284,26 +287,45 @@ impl Shared {
     }
 
     /// The end of a connection attempt.
-    pub(super) fn connected(self: &Arc<Self>, attempt: Result<TcpStream, Error>) {
+    pub(super) fn connected(self: &Arc<Self>, attempt: Result<Parts, Error>) {
         let mut guard = self.lock();
         let state = &mut *guard;
         if !matches!(state.link, LinkState::Connecting) {
             return; // closed meanwhile
         }
         match attempt {
-            Ok(stream) => {
+            Ok(Parts {
+                sender,
+                writer,
+                reader,
+            }) => {
                 tracing::debug!(node = %self.addr, "connected");
                 Counters::add(&self.counters.connects, 1);
                 state.connect_failures = 0;
-                let (receiving, sending): (OwnedReadHalf, _) = stream.into_split();
-                let link = Arc::new(Link::new(sending));
+                let link = Arc::new(Link::new(sender));
                 state.link = LinkState::Connected(Arc::clone(&link));
-                tokio::spawn(task::read_loop(
+                match reader {
+                    Reader::Plain(receiving) => {
+                        tokio::spawn(task::read_loop(
+                            Arc::clone(self),
+                            Arc::clone(&link),
+                            receiving,
+                        ));
+                    }
+                    #[cfg(feature = "tls")]
+                    Reader::Tls(receiving) => {
+                        tokio::spawn(task::read_loop(
+                            Arc::clone(self),
+                            Arc::clone(&link),
+                            receiving,
+                        ));
+                    }
+                }
+                tokio::spawn(task::write_loop(
                     Arc::clone(self),
                     Arc::clone(&link),
-                    receiving,
+                    writer,
                 ));
-                tokio::spawn(task::write_loop(Arc::clone(self), Arc::clone(&link)));
                 if !state.out.is_empty() {
                     state.writer_busy = true;
                     link.wake_writer.notify_one();

@@ -6,28 +6,24 @@ use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use memha_proto::ReplyDecoder;
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::metrics::Counters;
 use super::shared::{dispatch, Link, Pending, Shared};
+use super::transport::{self, Writer};
 use crate::error::{Error, ErrorKind};
 
 /// Free room below which the read buffer grows before the next read.
 const MIN_READ_ROOM: usize = 4 * 1024;
 
-/// One connection attempt, bounded by the connect timeout.
+/// One connection attempt (the TLS handshake included), bounded by the
+/// connect timeout.
 pub(super) async fn connect(shared: Arc<Shared>) {
     let timeout = shared.config.connect_timeout;
-    let attempt = tokio::time::timeout(timeout, TcpStream::connect(shared.addr)).await;
+    let attempt = tokio::time::timeout(timeout, transport::open(shared.addr, &shared.config)).await;
     let result =
         match attempt {
-            Ok(Ok(stream)) => match stream.set_nodelay(true) {
-                Ok(()) => Ok(stream),
-                Err(err) => Err(Error::io(ErrorKind::Connect, err)),
-            },
-            Ok(Err(err)) => Err(Error::io(ErrorKind::Connect, err)),
+            Ok(result) => result,
             Err(_) => Err(Error::new(ErrorKind::Connect)
                 .with_detail(format!("no connection within {timeout:?}"))),
         };
@@ -37,7 +33,7 @@ pub(super) async fn connect(shared: Arc<Shared>) {
 /// Sends what callers queued while a write was already under way or
 /// requests were in flight. It yields once before taking the output, so
 /// requests made meanwhile join the same write.
-pub(super) async fn write_loop(shared: Arc<Shared>, link: Arc<Link>) {
+pub(super) async fn write_loop(shared: Arc<Shared>, link: Arc<Link>, mut writer: Writer) {
     let mut out = BytesMut::new();
     loop {
         link.wake_writer.notified().await;
@@ -46,7 +42,7 @@ pub(super) async fn write_loop(shared: Arc<Shared>, link: Arc<Link>) {
         }
         tokio::task::yield_now().await;
         while shared.take_output(&link, &mut out) {
-            if let Err(err) = write_all(&shared, &link, &mut out).await {
+            if let Err(err) = write_all(&shared, &link, &mut writer, &mut out).await {
                 shared.fail(&link, Error::io(ErrorKind::Connection, err));
                 return;
             }
@@ -57,7 +53,22 @@ pub(super) async fn write_loop(shared: Arc<Shared>, link: Arc<Link>) {
     }
 }
 
-async fn write_all(shared: &Shared, link: &Link, out: &mut BytesMut) -> io::Result<()> {
+async fn write_all(
+    shared: &Shared,
+    link: &Link,
+    writer: &mut Writer,
+    out: &mut BytesMut,
+) -> io::Result<()> {
+    #[cfg(feature = "tls")]
+    if let Writer::Tls(stream) = writer {
+        use tokio::io::AsyncWriteExt;
+        stream.write_all(out).await?;
+        stream.flush().await?;
+        Counters::add(&shared.counters.writes, 1);
+        out.clear();
+        return Ok(());
+    }
+    let _ = writer;
     while !out.is_empty() {
         match link.stream.try_write(out) {
             Ok(written) => {
@@ -73,35 +84,49 @@ async fn write_all(shared: &Shared, link: &Link, out: &mut BytesMut) -> io::Resu
 
 /// Reads replies and hands each to its request, in order, until the
 /// connection breaks or is closed; then fails the requests it had taken.
-pub(super) async fn read_loop(shared: Arc<Shared>, link: Arc<Link>, mut receiving: OwnedReadHalf) {
+pub(super) async fn read_loop<R: AsyncRead + Unpin>(
+    shared: Arc<Shared>,
+    link: Arc<Link>,
+    mut receiving: R,
+) {
     let chunk = shared.config.read_buffer;
     let mut decoder = ReplyDecoder::new(shared.config.limits);
     let mut input = BytesMut::with_capacity(chunk);
+    Counters::max(&shared.counters.read_buffer_peak, input.capacity() as u64);
     let mut taken = Taken {
         queue: VecDeque::new(),
         shared: Arc::clone(&shared),
         link: Arc::clone(&link),
     };
+    // Whether the node ever answered on this connection.
+    let mut answered = false;
     let error = loop {
         if input.capacity() - input.len() < MIN_READ_ROOM {
             input.reserve(chunk);
+            Counters::max(&shared.counters.read_buffer_peak, input.capacity() as u64);
         }
         // A read that does not fill the buffer shows the socket drained, so
         // the next read waits for readiness without a wasted system call.
         match receiving.read_buf(&mut input).await {
             Ok(0) => {
-                break Error::new(ErrorKind::Connection).with_detail("closed by the server");
+                let error = Error::new(ErrorKind::Connection).with_detail("closed by the server");
+                break transport::unanswered(&shared.config, answered, error);
             }
             Ok(_) => Counters::add(&shared.counters.reads, 1),
-            Err(err) => break Error::io(ErrorKind::Connection, err),
+            Err(err) => {
+                break transport::unanswered(&shared.config, answered, transport::read_error(err))
+            }
         }
         match dispatch(&shared, &link, &mut decoder, &mut input, &mut taken.queue) {
             // Under load, let the callers just answered run first: their
             // next requests go out before this task reads again, and more
             // answers gather for the next read. With nothing in flight there
             // is nothing to gather: wait for the next answer at once.
-            Ok(1..) if shared.has_outstanding() => tokio::task::yield_now().await,
-            Ok(_) => {}
+            Ok(1..) if shared.has_outstanding() => {
+                answered = true;
+                tokio::task::yield_now().await
+            }
+            Ok(n) => answered |= n > 0,
             Err(err) => break err,
         }
         if link.is_closed() {

@@ -1,35 +1,45 @@
-//! The tower stack in front of one node:
-//! `Timeout -> Retry -> [your layers] -> Connection`.
+//! The stack in front of one node:
+//! `timeout -> retry -> [health] -> [your layers] -> Connection`.
 //!
-//! - [`tower::timeout::Timeout`] bounds a request with all its retries;
-//! - [`tower::retry::Retry`] with a [`RetryPolicy`] retries only what a
-//!   retry cannot apply twice;
+//! - one timeout bounds a request with all its retries, the wait for room
+//!   in the connection included;
+//! - a [`RetryPolicy`] retries only what a retry cannot apply twice;
+//! - on a replicated node, its health learns from every attempt (a timeout
+//!   included) and a Down node fails fast;
 //! - the layers you add with [`NodeStackBuilder::layer`] wrap the
 //!   [`Connection`] directly, so they see every attempt;
 //! - the [`Connection`] multiplexes every request on one TCP connection.
 //!
-//! The stack is assembled by a [`NodeStackBuilder`], which builds any number
-//! of nodes with the same settings, and is type-erased into a
-//! [`NodeService`] so nodes built with different layers have one type.
+//! The timeout, retries and health records are one hand-written future
+//! ([`call::NodeCall`] with [`call::bounded`]) rather than a stack of tower
+//! middleware: a request costs one timer and, without layers of your own,
+//! no allocation of the stack's. They behave as
+//! `tower::timeout::Timeout -> tower::retry::Retry -> memha_health::Health`
+//! would. The stack is assembled by a [`NodeStackBuilder`], which builds
+//! any number of nodes with the same settings, into a [`NodeService`], so
+//! nodes built with different layers have one type.
 
+pub(crate) mod call;
 mod future;
 
+use std::any::Any;
 use std::error::Error as StdError;
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use memha_proto::{Command, Reply};
 use tower::layer::util::{Identity, Stack};
-use tower::retry::Retry;
-use tower::timeout::Timeout;
-use tower::util::{BoxCloneSyncService, MapErr};
+use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
 pub use future::ResponseFuture;
 
-use memha_health::{Health, NodeHealth};
+use memha_health::NodeHealth;
+
+use self::call::{Attempts, NodeCall, Route};
 
 use crate::connection::{Connection, ConnectionConfig, ConnectionMetrics};
 use crate::error::Error;
@@ -148,13 +158,12 @@ impl<L> NodeStackBuilder<L> {
         <L::Service as Service<Command>>::Error: Into<BoxError>,
         <L::Service as Service<Command>>::Future: Send + 'static,
     {
-        self.assemble(addr, BoxedService::new)
+        self.assemble(addr, None)
     }
 
-    /// Builds the stack of a replicated node:
-    /// `Timeout -> Retry -> Health -> Timeout (per attempt) -> your layers -> Connection`.
-    /// The per-attempt timeout sits under the health layer so that it counts
-    /// timeouts; a Down node fails fast in `poll_ready`.
+    /// Builds the stack of a replicated node, whose health learns from
+    /// every attempt (a per-attempt timeout included) and which fails fast
+    /// while the node is Down.
     pub(crate) fn build_with_health(&self, addr: SocketAddr, health: NodeHealth) -> NodeService
     where
         L: Layer<Connection>,
@@ -162,21 +171,10 @@ impl<L> NodeStackBuilder<L> {
         <L::Service as Service<Command>>::Error: Into<BoxError>,
         <L::Service as Service<Command>>::Future: Send + 'static,
     {
-        let timeout = self.timeout;
-        self.assemble(addr, move |attempts| {
-            let bounded = Timeout::new(attempts, timeout)
-                .map_err(move |error: BoxError| Error::from_boxed(error).with_node(addr));
-            BoxedService::new(Health::new(bounded, health))
-        })
+        self.assemble(addr, Some(health))
     }
 
-    fn assemble(
-        &self,
-        addr: SocketAddr,
-        guard: impl FnOnce(
-            MapErr<L::Service, fn(<L::Service as Service<Command>>::Error) -> Error>,
-        ) -> BoxedService,
-    ) -> NodeService
+    fn assemble(&self, addr: SocketAddr, health: Option<NodeHealth>) -> NodeService
     where
         L: Layer<Connection>,
         L::Service: Service<Command, Response = Reply> + Clone + Send + Sync + 'static,
@@ -184,20 +182,36 @@ impl<L> NodeStackBuilder<L> {
         <L::Service as Service<Command>>::Future: Send + 'static,
     {
         let connection = Connection::new(addr, self.connection.clone());
-        let into_error: fn(<L::Service as Service<Command>>::Error) -> Error =
-            |error| Error::from_boxed(error.into());
-        let attempts = guard(self.layers.layer(connection.clone()).map_err(into_error));
-        let retried = Retry::new(self.retry.clone(), attempts);
-        let bounded = Timeout::new(retried, self.timeout);
-        let stack = MapErr::new(bounded, move |error: BoxError| {
-            Error::from_boxed(error).with_node(addr)
-        });
+        let attempts = attempts_through(self.layers.layer(connection.clone()));
         NodeService {
-            inner: BoxCloneSyncService::new(stack),
-            addr,
+            route: Route {
+                addr,
+                attempts,
+                max_retries: self.retry.max_retries(),
+                health,
+            },
+            timeout: Some(self.timeout),
             connection: Some(connection),
         }
     }
+}
+
+/// Where the attempts of a stack go. Without layers of the user's, straight
+/// to the connection: no boxing and no dynamic dispatch on the hot path.
+fn attempts_through<S>(service: S) -> Attempts
+where
+    S: Service<Command, Response = Reply> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    let mut service = Some(service);
+    if let Some(connection) = (&mut service as &mut dyn Any).downcast_mut::<Option<Connection>>() {
+        return Attempts::Connection(connection.take().expect("just set"));
+    }
+    let service = service.expect("not taken");
+    Attempts::Layered(BoxedService::new(
+        service.map_err(|error: S::Error| Error::from_boxed(error.into())),
+    ))
 }
 
 impl<L: fmt::Debug> fmt::Debug for NodeStackBuilder<L> {
@@ -211,12 +225,14 @@ impl<L: fmt::Debug> fmt::Debug for NodeStackBuilder<L> {
     }
 }
 
-/// The assembled stack of one node, type-erased: a cheap-to-clone
-/// `tower::Service` answering a [`Command`] with a [`Reply`].
+/// The assembled stack of one node: a cheap-to-clone `tower::Service`
+/// answering a [`Command`] with a [`Reply`].
 #[derive(Clone)]
 pub struct NodeService {
-    inner: BoxedService,
-    addr: SocketAddr,
+    route: Route,
+    /// The stack's bound on a request with its retries; `None` for a
+    /// service given by hand, which bounds its own requests.
+    timeout: Option<Duration>,
     connection: Option<Connection>,
 }
 
@@ -229,15 +245,20 @@ impl NodeService {
         S::Future: Send + 'static,
     {
         NodeService {
-            inner: BoxCloneSyncService::new(service),
-            addr,
+            route: Route {
+                addr,
+                attempts: Attempts::Layered(BoxedService::new(service)),
+                max_retries: 0,
+                health: None,
+            },
+            timeout: None,
             connection: None,
         }
     }
 
     /// The node's address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.route.addr
     }
 
     /// The counters of the node's connection, when the stack was built by
@@ -254,8 +275,27 @@ impl NodeService {
             .is_some_and(Connection::is_connected)
     }
 
+    /// Sends one command and awaits its answer: waiting for room, the
+    /// attempts and the retries all within `timeout` (and the stack's own
+    /// timeout), under one timer. The fast path of the client and the
+    /// replication layer: nothing is boxed.
+    pub(crate) fn send(
+        &self,
+        command: Command,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Reply, Error>> + Send + 'static {
+        let timeout = self.timeout.map_or(timeout, |own| own.min(timeout));
+        call::bounded(self.start(command), timeout)
+    }
+
+    /// One request on this node, for the caller to bound (a replicated
+    /// operation bounds all its node calls with one timer).
+    pub(crate) fn start(&self, command: Command) -> NodeCall {
+        NodeCall::new(self.route.clone(), command)
+    }
+
     pub(crate) fn into_boxed(self) -> BoxedService {
-        self.inner
+        BoxedService::new(self)
     }
 }
 
@@ -265,18 +305,29 @@ impl Service<Command> for NodeService {
     type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.inner.poll_ready(cx)
+        self.route.poll_ready(cx)
     }
 
+    /// Sends the request at once (so calls made one after another are
+    /// pipelined), bounded by the stack's timeout.
     fn call(&mut self, command: Command) -> ResponseFuture {
-        ResponseFuture::new(self.inner.call(command))
+        // The place `poll_ready` reserved goes with this request.
+        let fresh = self.route.clone();
+        let reserved = std::mem::replace(&mut self.route, fresh);
+        let mut call = NodeCall::new(reserved, command);
+        call.send_now();
+        match self.timeout {
+            Some(timeout) => ResponseFuture::new(Box::pin(call::bounded(call, timeout))),
+            None => ResponseFuture::new(Box::pin(call)),
+        }
     }
 }
 
 impl fmt::Debug for NodeService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NodeService")
-            .field("addr", &self.addr)
+            .field("addr", &self.route.addr)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }

@@ -35,19 +35,13 @@ impl Shared {
     /// The primary decides `command`; what it then holds is written to the others.
     pub(super) async fn coordinated(&self, key: Key, command: Command) -> Result<Reply, Error> {
         let _serialised = self.key_locks.lock(&key).await;
-        // The primary decides from what it holds, so first make it hold the
-        // key's current copy: a read always asks the primary, asks every Up
-        // node before answering a miss, and repairs the primary if it
-        // missed. Without this, a primary that restarted empty, or had the
-        // key invalidated when it came back, decides as if the key were
-        // absent (an `add` stores over a live value, an `incr` finds nothing).
-        self.read_and_repair(MetaGet::full(key.clone()), None)
-            .await?;
         let members = self.members.snapshot();
         let placement = Placement::of(&members, key.as_bytes());
         let Some(primary) = placement.primary().cloned() else {
             return Err(self.no_nodes(&members));
         };
+        // It decides from what it holds: first make it hold the current copy.
+        self.prime(&key, &primary, &placement).await?;
         let reply = match primary.call(command).await {
             Ok(reply) => reply,
             Err(error) => {
@@ -71,9 +65,9 @@ impl Shared {
         &self,
         key: &Key,
         primary: &Arc<Member>,
-        placement: &Placement,
+        placement: &Placement<'_>,
     ) -> Result<(), Error> {
-        let others: Vec<Arc<Member>> = placement
+        let others: Vec<&Arc<Member>> = placement
             .writable_journaling(key)
             .into_iter()
             .filter(|m| !Arc::ptr_eq(m, primary))
@@ -98,15 +92,16 @@ impl Shared {
                 }
                 let _ = super::fanout::write(
                     &others,
-                    Command::MetaDelete(MetaDelete::new(key.clone())),
+                    &Command::MetaDelete(MetaDelete::new(key.clone())),
                     Some(key),
                     0,
+                    self.probe_timeout,
                 )
                 .await;
                 return Err(error);
             }
         };
         let required = self.config.ack.required(others.len() + 1).saturating_sub(1);
-        self.fan_out_required(&others, copy, key, required).await
+        self.fan_out_required(&others, &copy, key, required).await
     }
 }

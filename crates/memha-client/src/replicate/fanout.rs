@@ -1,26 +1,119 @@
-//! Sending one command to many nodes at once and counting acknowledgements.
+//! Sending commands to many nodes at once, under one deadline, and counting
+//! acknowledgements.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use memha_health::Observation;
 use memha_proto::{Command, Key, MetaDelete, MetaStatus, Reply};
+use tokio::time::{Instant, Sleep};
 
 use super::members::Member;
 use crate::error::Error;
+use crate::node::call::NodeCall;
 
-type NodeAnswer = (Arc<Member>, Result<Reply, Error>);
-type Pending = FuturesUnordered<Pin<Box<dyn Future<Output = NodeAnswer> + Send>>>;
+/// Calls on several nodes at once under one deadline: one timer for them
+/// all. Each call is tagged with its node.
+///
+/// The calls are polled in turn: fine for the few nodes a key lives on, and
+/// nothing to allocate per call. An answered call is dropped in place.
+pub(crate) struct Calls<'d, T> {
+    calls: Vec<(T, Option<NodeCall>)>,
+    pending: usize,
+    order: Order,
+    deadline: Pin<&'d mut Sleep>,
+    timeout: Duration,
+}
+
+/// Which answer [`Calls::next`] gives next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// Whichever comes first: for an ack policy short of all the nodes, or
+    /// a read that forwards its first hit.
+    Arrival,
+    /// The order the calls were made in, when every answer is awaited anyway.
+    /// Every call is sent at once, but only the one awaited wakes the task:
+    /// a task woken once per operation rather than once per node.
+    Sent,
+}
+
+impl<'d, T: Clone> Calls<'d, T> {
+    /// Calls bounded by `deadline`, a sleep of `timeout` (named in errors).
+    pub(crate) fn new(deadline: Pin<&'d mut Sleep>, timeout: Duration, order: Order) -> Self {
+        Calls {
+            calls: Vec::new(),
+            pending: 0,
+            order,
+            deadline,
+            timeout,
+        }
+    }
+
+    pub(crate) fn push(&mut self, node: T, mut call: NodeCall) {
+        if self.order == Order::Sent {
+            // Polled only in its turn: it must not wait for that to be sent.
+            call.send_now();
+        }
+        self.calls.push((node, Some(call)));
+        self.pending += 1;
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending == 0
+    }
+
+    /// The calls not answered yet.
+    fn into_pending(self) -> impl Iterator<Item = (T, NodeCall)> {
+        self.calls
+            .into_iter()
+            .filter_map(|(node, call)| Some((node, call?)))
+    }
+
+    /// The next answer, in the [`Order`] asked for; `None` when every call
+    /// has answered. Once the deadline has passed, the calls left time out.
+    pub(crate) async fn next(&mut self) -> Option<(T, Result<Reply, Error>)> {
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<(T, Result<Reply, Error>)>> {
+        if self.pending == 0 {
+            return Poll::Ready(None);
+        }
+        for (node, slot) in &mut self.calls {
+            let Some(call) = slot else { continue };
+            if let Poll::Ready(answer) = Pin::new(call).poll(cx) {
+                *slot = None;
+                self.pending -= 1;
+                return Poll::Ready(Some((node.clone(), answer)));
+            }
+            if self.order == Order::Sent {
+                break;
+            }
+        }
+        ready!(self.deadline.as_mut().poll(cx));
+        let (node, slot) = self
+            .calls
+            .iter_mut()
+            .find(|(_, slot)| slot.is_some())
+            .expect("a call is pending");
+        let answer = Err(slot.take().expect("found").time_out(self.timeout));
+        self.pending -= 1;
+        Poll::Ready(Some((node.clone(), answer)))
+    }
+}
+
+type NodeAnswer<'a> = (&'a Arc<Member>, Result<Reply, Error>);
 
 /// The answers gathered before a fan-out returned.
-pub(crate) struct Gathered {
-    pub(crate) answers: Vec<NodeAnswer>,
+pub(crate) struct Gathered<'a> {
+    pub(crate) answers: Vec<NodeAnswer<'a>>,
     pub(crate) acked: usize,
 }
 
-impl Gathered {
+impl Gathered<'_> {
     /// The nodes that did not acknowledge.
     pub(crate) fn failed(&self) -> Vec<std::net::SocketAddr> {
         self.answers
@@ -32,7 +125,7 @@ impl Gathered {
 
     /// The first answer of a node that acknowledged, preferring `first` (the primary).
     pub(crate) fn reply_of(&self, first: Option<&Arc<Member>>) -> Option<&Reply> {
-        let acked = |(m, a): &&NodeAnswer| is_ack(a).then_some(()).map(|_| m.addr);
+        let acked = |(m, a): &&NodeAnswer<'_>| is_ack(a).then_some(m.addr);
         first
             .and_then(|p| self.answers.iter().find(|x| acked(x) == Some(p.addr)))
             .or_else(|| self.answers.iter().find(|x| acked(x).is_some()))
@@ -47,56 +140,81 @@ pub(crate) fn is_ack(answer: &Result<Reply, Error>) -> bool {
 }
 
 /// Sends `command` to every target and returns once `required` of them
-/// acknowledged or all answered. The others finish in the background.
+/// acknowledged or all answered. The others finish in the background, within
+/// the same deadline.
 ///
 /// A node that fails a write of `key` may hold a stale copy: the key is
 /// journaled for it and it is taken Down, so it is made safe before it
 /// serves reads again. A node that refuses the write with a server error
 /// (out of memory) gets a best-effort delete instead.
-pub(crate) async fn write(
-    targets: &[Arc<Member>],
-    command: Command,
+pub(crate) async fn write<'a>(
+    targets: &[&'a Arc<Member>],
+    command: &Command,
     key: Option<&Key>,
     required: usize,
-) -> Gathered {
-    let mut pending: Pending = targets
-        .iter()
-        .map(|member| {
-            let member = member.clone();
-            let command = command.clone();
-            let key = key.cloned();
-            Box::pin(async move {
-                let answer = member.call(command).await;
-                if let Some(key) = key {
-                    after_write(&member, &key, &answer).await;
-                }
-                (member, answer)
-            }) as Pin<Box<dyn Future<Output = NodeAnswer> + Send>>
-        })
-        .collect();
+    timeout: Duration,
+) -> Gathered<'a> {
+    let mut deadline = pin!(tokio::time::sleep(timeout));
+    let deadline_at = deadline.deadline();
+    // Only a policy short of all the nodes needs the first answers first.
+    let order = match required < targets.len() {
+        true => Order::Arrival,
+        false => Order::Sent,
+    };
+    let mut calls = Calls::new(deadline.as_mut(), timeout, order);
+    for &member in targets {
+        calls.push(member, member.start(command.clone()));
+    }
     let mut gathered = Gathered {
         answers: Vec::with_capacity(targets.len()),
         acked: 0,
     };
     while gathered.acked < required {
-        let Some((member, answer)) = pending.next().await else {
+        let Some((member, answer)) = calls.next().await else {
             break;
         };
+        if let Some(key) = key {
+            after_write(member, key, &answer).await;
+        }
         gathered.acked += usize::from(is_ack(&answer));
         gathered.answers.push((member, answer));
     }
-    if !pending.is_empty() {
-        tokio::spawn(async move { while pending.next().await.is_some() {} });
+    if !calls.is_empty() {
+        let pending = calls
+            .into_pending()
+            .map(|(member, call)| (Arc::clone(member), call))
+            .collect();
+        tokio::spawn(finish(pending, key.cloned(), deadline_at, timeout));
     }
     gathered
+}
+
+/// The calls of a write that returned before they answered.
+async fn finish(
+    pending: Vec<(Arc<Member>, NodeCall)>,
+    key: Option<Key>,
+    deadline: Instant,
+    timeout: Duration,
+) {
+    let deadline = pin!(tokio::time::sleep_until(deadline));
+    let mut calls = Calls::new(deadline, timeout, Order::Sent);
+    for (member, call) in pending {
+        calls.push(member, call);
+    }
+    while let Some((member, answer)) = calls.next().await {
+        if let Some(key) = &key {
+            after_write(&member, key, &answer).await;
+        }
+    }
 }
 
 async fn after_write(member: &Member, key: &Key, answer: &Result<Reply, Error>) {
     match answer {
         Ok(Reply::Meta(meta)) if meta.status != MetaStatus::Noop => {}
         Ok(Reply::Error(_)) => {
-            // The node is alive but did not store: make sure it keeps no older copy.
-            let _ = member.call(MetaDelete::new(key.clone()).into()).await;
+            // The node is alive but did not store: make sure it keeps no older
+            // copy. (Boxed: rare, and it would double the size of every write.)
+            let _ = Box::pin(member.call(MetaDelete::new(key.clone()).into())).await;
         }
         Err(err) if err.is_unsent() && member.state() == memha_health::NodeState::Down => {
             member.record_missed(key);

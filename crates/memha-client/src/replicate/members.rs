@@ -6,15 +6,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 use memha_health::{NodeHealth, NodeState};
 use memha_proto::{Command, Key, Reply};
-use std::future::poll_fn;
-use std::task::Poll;
 use std::time::Duration;
-
-use tower::{Service, ServiceExt};
 
 use super::journal::Journal;
 use super::placement;
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
+use crate::node::call::NodeCall;
 use crate::node::NodeService;
 
 /// One node of the replica set.
@@ -49,29 +46,16 @@ impl Member {
         self.health.state()
     }
 
-    /// Sends one command through the node's stack.
-    ///
-    /// The stack's timeout bounds the answer, not the wait for room in a
-    /// full window (a hung node): that wait gets its own bound, and only
-    /// when the stack is not ready at once, so the fast path sets no extra timer.
+    /// Sends one command through the node's stack, waiting for room and
+    /// the answer within the timeout.
     pub(crate) async fn call(&self, command: Command) -> Result<Reply, Error> {
-        let mut service = self.service.clone();
-        match poll_fn(|cx| Poll::Ready(service.poll_ready(cx))).await {
-            Poll::Ready(ready) => {
-                ready?;
-                service.call(command).await
-            }
-            Poll::Pending => {
-                let call = async move { service.ready().await?.call(command).await };
-                tokio::time::timeout(self.timeout, call)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Error::new(ErrorKind::Timeout)
-                            .with_detail("no room in the connection")
-                            .with_node(self.addr))
-                    })
-            }
-        }
+        self.service.send(command, self.timeout).await
+    }
+
+    /// One request on the node, for the caller to bound: a fan-out bounds
+    /// all its calls with one timer.
+    pub(crate) fn start(&self, command: Command) -> NodeCall {
+        self.service.start(command)
     }
 
     pub(crate) fn journal(&self) -> MutexGuard<'_, Journal> {
@@ -131,44 +115,51 @@ impl Members {
     }
 }
 
-/// The members ranked for one key: the placement every decision about the key starts from.
-pub(crate) struct Placement {
+/// The members ranked for one key: the placement every decision about the
+/// key starts from. It borrows the members from a snapshot, so ranking a
+/// key touches no reference count.
+pub(crate) struct Placement<'a> {
     /// All members in rendezvous order for the key.
-    pub(crate) ranked: Vec<Arc<Member>>,
+    pub(crate) ranked: Vec<&'a Arc<Member>>,
 }
 
-impl Placement {
-    pub(crate) fn of(members: &[Arc<Member>], key: &[u8]) -> Placement {
-        let seeds: Vec<u64> = members.iter().map(|m| m.seed).collect();
+impl<'a> Placement<'a> {
+    pub(crate) fn of(members: &'a [Arc<Member>], key: &[u8]) -> Placement<'a> {
         Placement {
-            ranked: placement::rank(&seeds, key)
-                .into_iter()
-                .map(|i| members[i].clone())
-                .collect(),
+            ranked: placement::rank(members, |member| member.seed, key),
         }
     }
 
     /// The key's primary: the first Up node in rendezvous order.
-    pub(crate) fn primary(&self) -> Option<&Arc<Member>> {
-        self.ranked.iter().find(|m| m.state() == NodeState::Up)
+    pub(crate) fn primary(&self) -> Option<&'a Arc<Member>> {
+        self.ranked
+            .iter()
+            .copied()
+            .find(|m| m.state() == NodeState::Up)
     }
 
     /// Up nodes, in rendezvous order (the primary first).
-    pub(crate) fn readable(&self) -> Vec<Arc<Member>> {
+    pub(crate) fn readable(&self) -> Vec<&'a Arc<Member>> {
         self.ranked
             .iter()
+            .copied()
             .filter(|m| m.state().is_readable())
-            .cloned()
             .collect()
+    }
+
+    /// [`readable`](Self::readable), in the placement's own vector.
+    pub(crate) fn into_readable(mut self) -> Vec<&'a Arc<Member>> {
+        self.ranked.retain(|m| m.state().is_readable());
+        self.ranked
     }
 
     /// Up and Rejoining nodes, in rendezvous order. Down nodes get the key
     /// journaled instead, for their return.
-    pub(crate) fn writable_journaling(&self, key: &Key) -> Vec<Arc<Member>> {
+    pub(crate) fn writable_journaling(&self, key: &Key) -> Vec<&'a Arc<Member>> {
         let mut writable = Vec::with_capacity(self.ranked.len());
-        for member in &self.ranked {
+        for &member in &self.ranked {
             match member.state() {
-                state if state.is_writable() => writable.push(member.clone()),
+                state if state.is_writable() => writable.push(member),
                 NodeState::Down => member.record_missed(key),
                 // Joining nodes are new and treated as empty: reads repair them.
                 _ => {}

@@ -32,13 +32,13 @@ mod write;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use memha_discovery::{NodeAddr, NodeId, Watcher};
 use memha_health::{HealthConfig, HealthTable, MemcachedProbe, NodeHealth};
 use memha_proto::{Command, Key, SetMode};
+use futures_util::future::Either;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tower::discover::Change;
 use tower::Service;
@@ -69,7 +69,6 @@ pub(crate) struct Shared {
     config: ReplicationConfig,
     counters: Counters,
     key_locks: KeyLocks,
-    rotation: AtomicUsize,
     make_node: MakeNode,
     /// The node stack's timeout: also bounds probes and waiting for room.
     probe_timeout: std::time::Duration,
@@ -96,7 +95,6 @@ impl Replicate {
             ),
             key_locks: KeyLocks::new(256),
             counters: Counters::default(),
-            rotation: AtomicUsize::new(0),
             config,
             make_node,
             probe_timeout,
@@ -176,6 +174,16 @@ impl Replicate {
             .map(|m| m.node_service().clone())
     }
 
+    /// Sends one command to the cluster: the client's path, which does not
+    /// clone the layer. The operation is boxed, so the client's own future
+    /// stays as small as a single node's.
+    pub(crate) fn send(
+        &self,
+        command: Command,
+    ) -> Pin<Box<dyn Future<Output = Result<Reply, Error>> + Send + '_>> {
+        Box::pin(self.shared.execute(command))
+    }
+
     /// Takes the nodes from `watcher`: waits for its first snapshot, then
     /// follows its changes in a task that ends with the last handle.
     pub(crate) async fn follow(&self, mut watcher: Watcher) -> Result<(), Error> {
@@ -241,15 +249,25 @@ async fn resolve(addr: &NodeAddr) -> Option<SocketAddr> {
 }
 
 impl Shared {
-    async fn execute(self: Arc<Self>, command: Command) -> Result<Reply, Error> {
+    /// Not an `async fn`, so the command is not kept in the future once more.
+    fn execute(
+        self: &Arc<Self>,
+        command: Command,
+    ) -> impl Future<Output = Result<Reply, Error>> + Send + '_ {
+        match command {
+            Command::MetaGet(get) if get.touch.is_none() => Either::Left(self.read(get)),
+            command @ Command::MetaSet(_) if is_plain_set(&command) => {
+                Either::Right(Either::Left(self.set(command)))
+            }
+            // The rest in a box of its own: the future of every read and set
+            // would otherwise be as large as the largest operation's.
+            command => Either::Right(Either::Right(Box::pin(self.execute_other(command)))),
+        }
+    }
+
+    async fn execute_other(&self, command: Command) -> Result<Reply, Error> {
         match command {
             Command::MetaGet(get) if get.touch.is_some() => self.touch(get).await,
-            Command::MetaGet(get) => self.read(get).await,
-            Command::MetaSet(set)
-                if set.mode == SetMode::Set && set.compare_cas.is_none() && !set.invalidate =>
-            {
-                self.set(set).await
-            }
             Command::MetaSet(set) => self.coordinated(set.key.clone(), set.into()).await,
             Command::MetaDelete(delete) if delete.compare_cas.is_none() && !delete.invalidate => {
                 self.delete(delete).await
@@ -293,6 +311,13 @@ impl Shared {
 
 use memha_proto::Reply;
 
+/// An unconditional `ms` (mode set, no CAS, no invalidation): it goes to
+/// every node as it is; any other store is decided by the key's primary.
+fn is_plain_set(command: &Command) -> bool {
+    matches!(command, Command::MetaSet(set)
+        if set.mode == SetMode::Set && set.compare_cas.is_none() && !set.invalidate)
+}
+
 impl Service<Command> for Replicate {
     type Response = Reply;
     type Error = Error;
@@ -305,6 +330,41 @@ impl Service<Command> for Replicate {
     }
 
     fn call(&mut self, command: Command) -> Self::Future {
-        Box::pin(self.shared.clone().execute(command))
+        let shared = self.shared.clone();
+        Box::pin(async move { shared.execute(command).await })
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    use super::*;
+    #[tokio::test]
+    async fn sizes() {
+        let r = Replicate::new(
+            ReplicationConfig::default(),
+            HealthConfig::default(),
+            std::time::Duration::from_secs(1),
+            Box::new(|addr, health| crate::node::NodeStackBuilder::new().build_with_health(addr, health)),
+        );
+        let key = Key::new("k").unwrap();
+        let get = memha_proto::MetaGet::full(key.clone());
+        let set = memha_proto::MetaSet::new(key.clone(), "v");
+        eprintln!("execute {}", std::mem::size_of_val(&r.shared.execute(Command::MetaNoop)));
+        eprintln!("read {}", std::mem::size_of_val(&r.shared.read(get.clone())));
+        eprintln!("read_and_repair {}", std::mem::size_of_val(&r.shared.read_and_repair(get.clone(), None)));
+        eprintln!("set {}", std::mem::size_of_val(&r.shared.set(Command::MetaSet(set.clone()))));
+        eprintln!("touch {}", std::mem::size_of_val(&r.shared.touch(get.clone())));
+        eprintln!("delete {}", std::mem::size_of_val(&r.shared.delete(memha_proto::MetaDelete::new(key.clone()))));
+        eprintln!("coordinated {}", std::mem::size_of_val(&r.shared.coordinated(key.clone(), Command::MetaNoop)));
+        eprintln!("flush {}", std::mem::size_of_val(&r.shared.flush_all(Command::MetaNoop)));
+        let node = crate::node::NodeStackBuilder::new().build("127.0.0.1:1".parse().unwrap());
+        eprintln!("node send {}", std::mem::size_of_val(&node.send(Command::MetaNoop, std::time::Duration::from_secs(1))));
+        let client = crate::Client::builder().node("127.0.0.1:1".parse().unwrap()).build_single_node().unwrap();
+        eprintln!("client get {}", std::mem::size_of_val(&client.get("k")));
+        eprintln!("client send {}", std::mem::size_of_val(&client.send(Command::MetaNoop)));
+        eprintln!("client set {}", std::mem::size_of_val(&client.set("k", "v").send()));
+        eprintln!("nodecall {}", std::mem::size_of::<crate::node::call::NodeCall>());
+        eprintln!("sleep {}", std::mem::size_of::<tokio::time::Sleep>());
+        eprintln!("command {} reply {} result {}", std::mem::size_of::<Command>(), std::mem::size_of::<Reply>(), std::mem::size_of::<Result<Reply, Error>>());
     }
 }

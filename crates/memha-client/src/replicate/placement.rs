@@ -14,16 +14,23 @@ pub(crate) fn node_seed(identity: &str) -> u64 {
     mix(fnv1a(0xcbf2_9ce4_8422_2325, identity.as_bytes()))
 }
 
-/// Indices of `seeds` in rendezvous order for `key`: the first is the primary.
-pub(crate) fn rank(seeds: &[u64], key: &[u8]) -> Vec<usize> {
-    let mut order: Vec<(u64, usize)> = seeds
-        .iter()
-        .enumerate()
-        .map(|(i, &seed)| (score(seed, key), i))
+/// `items` in rendezvous order for `key`, given each one's node seed: the
+/// first is the primary.
+pub(crate) fn rank<T>(
+    items: impl IntoIterator<Item = T>,
+    seed: impl Fn(&T) -> u64,
+    key: &[u8],
+) -> Vec<T> {
+    let mut scored: Vec<(u64, u64, T)> = items
+        .into_iter()
+        .map(|item| {
+            let seed = seed(&item);
+            (score(seed, key), seed, item)
+        })
         .collect();
     // Ties (astronomically rare) break by seed so every client agrees.
-    order.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(seeds[b.1].cmp(&seeds[a.1])));
-    order.into_iter().map(|(_, i)| i).collect()
+    scored.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+    scored.into_iter().map(|(_, _, item)| item).collect()
 }
 
 fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
@@ -44,6 +51,11 @@ fn mix(mut z: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Indices of `seeds` in rendezvous order for `key`.
+    fn rank(seeds: &[u64], key: &[u8]) -> Vec<usize> {
+        super::rank(0..seeds.len(), |&i| seeds[i], key)
+    }
 
     fn seeds(n: usize) -> Vec<u64> {
         (0..n)

@@ -1,30 +1,50 @@
 //! Reads: a subset of Up nodes, miss failover, read repair, divergence.
 
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::future::Either;
 use memha_proto::{Command, MetaFlags, MetaGet, MetaReply, MetaSet, MetaStatus, Reply, SetMode};
 use tokio::sync::oneshot;
 
+use super::fanout::{Calls, Order};
 use super::members::{Member, Placement};
 use super::resolve::{self, Copy, NodeRead, Repair};
 use super::Shared;
 use crate::error::{Error, ErrorKind};
 use crate::Ttl;
 
-struct Asked {
-    member: Arc<Member>,
+/// What one node answered to a read.
+struct Asked<'a> {
+    member: &'a Arc<Member>,
     read: NodeRead,
     reply: Option<MetaReply>,
     error: Option<Error>,
 }
 
+impl AsRef<NodeRead> for Asked<'_> {
+    fn as_ref(&self) -> &NodeRead {
+        &self.read
+    }
+}
+
 impl Shared {
-    pub(super) async fn read(self: &Arc<Self>, get: MetaGet) -> Result<Reply, Error> {
-        if !self.config.return_on_first_hit {
-            return self.read_and_repair(get, None).await;
+    pub(super) fn read(
+        self: &Arc<Self>,
+        get: MetaGet,
+    ) -> impl Future<Output = Result<Reply, Error>> + Send + '_ {
+        match self.config.return_on_first_hit {
+            false => Either::Left(self.read_and_repair(get, None)),
+            true => Either::Right(self.read_first_hit(get)),
         }
+    }
+
+    /// Answers with the first hit, finishing the read and its repairs in the
+    /// background.
+    async fn read_first_hit(self: &Arc<Self>, get: MetaGet) -> Result<Reply, Error> {
         let (first_hit, early) = oneshot::channel();
         let this = self.clone();
         let full = tokio::spawn(async move { this.read_and_repair(get, Some(first_hit)).await });
@@ -43,26 +63,25 @@ impl Shared {
         mut first_hit: Option<oneshot::Sender<Reply>>,
     ) -> Result<Reply, Error> {
         let members = self.members.snapshot();
-        let placement = Placement::of(&members, caller.key.as_bytes());
-        let up = placement.readable();
-        if up.is_empty() {
+        let mut up = Placement::of(&members, caller.key.as_bytes()).into_readable();
+        let Some(&primary) = up.first() else {
             return Err(self.no_nodes(&members));
-        }
+        };
         let wanted = self.config.read_count(up.len());
-        let (first, rest) = self.choose_subset(&up, wanted);
+        rotate_secondaries(&mut up);
+        let (first, rest) = up.split_at(wanted);
         let mut get = caller.clone();
         (get.value, get.client_flags, get.ttl, get.cas) = (true, true, true, true);
         let command = Command::MetaGet(get);
 
-        let mut asked = ask(&first, &command, &mut first_hit).await;
+        let mut asked = self.ask(first, &command, &mut first_hit).await;
         if !asked.iter().any(|a| matches!(a.read, NodeRead::Hit(_))) && !rest.is_empty() {
             self.counters.miss_failovers.fetch_add(1, Relaxed);
-            asked.extend(ask(&rest, &command, &mut first_hit).await);
+            asked.extend(self.ask(rest, &command, &mut first_hit).await);
         }
 
-        let reads: Vec<NodeRead> = asked.iter().map(|a| a.read.clone()).collect();
-        let primary = asked.iter().position(|a| Arc::ptr_eq(&a.member, &up[0]));
-        let resolution = resolve::resolve(&reads, primary);
+        let primary_index = asked.iter().position(|a| Arc::ptr_eq(a.member, primary));
+        let resolution = resolve::resolve(&asked, primary_index);
         let Some(winner) = resolution.winner else {
             return match asked.iter().any(|a| a.read == NodeRead::Miss) {
                 true => Ok(shaped(&caller, miss())),
@@ -76,134 +95,194 @@ impl Shared {
             self.counters.divergences.fetch_add(1, Relaxed);
             tracing::debug!(key_hash = self.key_hash(&caller.key), "replicas diverged");
         }
+        let mut answer = asked[winner].reply.take().expect("a hit has a reply");
+        if !resolution.repairs.is_empty() {
+            // Boxed: rare, and it would double the size of every read.
+            let primary_cas =
+                Box::pin(self.repair(&caller, &asked, winner, &resolution.repairs, primary)).await;
+            // The CAS token a read returns is the primary's: `cas` is checked
+            // there. (When the primary hit, it is the winner.) Without it, the
+            // winner's token is returned, and a `cas` with it fails safely at
+            // the primary.
+            answer.flags.cas = primary_cas.or(answer.flags.cas);
+        }
+        Ok(shaped(&caller, Reply::Meta(answer)))
+    }
+
+    /// Writes the winning copy to the nodes that missed or diverged. Returns
+    /// the primary's new CAS token when it was repaired.
+    async fn repair(
+        &self,
+        caller: &MetaGet,
+        asked: &[Asked<'_>],
+        winner: usize,
+        repairs: &[(usize, Repair)],
+        primary: &Arc<Member>,
+    ) -> Option<u64> {
         let NodeRead::Hit(best) = &asked[winner].read else {
             unreachable!("the winner hit")
         };
-        let mut answer = asked[winner].reply.clone().expect("a hit has a reply");
-        // The CAS token a read returns is the primary's: `cas` is checked there.
-        // (When the primary hit, it is the winner.) Without it, the winner's
-        // token is returned, and a `cas` with it fails safely at the primary.
+        let exptime = Ttl::from_remaining(best.ttl).exptime();
+        let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
+        let mut calls = Calls::new(deadline.as_mut(), self.probe_timeout, Order::Sent);
+        for &(i, repair) in repairs {
+            let member = asked[i].member;
+            calls.push(member, member.start(repair_command(caller, best, exptime, repair)));
+        }
         let mut primary_cas = None;
-        let repairs = resolution.repairs.iter().map(|&(i, repair)| {
-            let member = asked[i].member.clone();
-            let exptime = Ttl::from_remaining(best.ttl).exptime();
-            let command = repair_command(&caller, best, exptime, repair);
-            async move { (member.clone(), member.call(command).await) }
-        });
-        let mut repairs: FuturesUnordered<_> = repairs.collect();
-        while let Some((member, result)) = repairs.next().await {
+        while let Some((member, result)) = calls.next().await {
             if let Ok(Reply::Meta(meta)) = &result {
                 if meta.status == MetaStatus::Stored {
                     self.counters.repairs.fetch_add(1, Relaxed);
-                    if Arc::ptr_eq(&member, &up[0]) {
+                    if Arc::ptr_eq(member, primary) {
                         primary_cas = meta.flags.cas;
                     }
                 }
             }
         }
-        answer.flags.cas = primary_cas.or(answer.flags.cas);
-        Ok(shaped(&caller, Reply::Meta(answer)))
+        primary_cas
     }
 
-    /// The primary plus `wanted - 1` other Up nodes, rotating so every node
-    /// is read (and so repaired) over time; and the Up nodes left out.
-    fn choose_subset(
+    /// Asks every node in `nodes` at once, under one deadline, forwarding
+    /// the first hit as soon as it comes.
+    async fn ask<'a>(
         &self,
-        up: &[Arc<Member>],
-        wanted: usize,
-    ) -> (Vec<Arc<Member>>, Vec<Arc<Member>>) {
-        let others = &up[1..];
-        let mut first = vec![up[0].clone()];
-        let mut rest = Vec::new();
-        if !others.is_empty() {
-            let start = self.rotation.fetch_add(1, Relaxed) % others.len();
-            for (n, member) in others
-                .iter()
-                .cycle()
-                .skip(start)
-                .take(others.len())
-                .enumerate()
-            {
-                if n + 1 < wanted {
-                    first.push(member.clone());
-                } else {
-                    rest.push(member.clone());
-                }
-            }
+        nodes: &[&'a Arc<Member>],
+        command: &Command,
+        first_hit: &mut Option<oneshot::Sender<Reply>>,
+    ) -> Vec<Asked<'a>> {
+        let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
+        // Every answer is awaited, unless a first hit is to be forwarded.
+        let order = match first_hit {
+            Some(_) => Order::Arrival,
+            None => Order::Sent,
+        };
+        let mut calls = Calls::new(deadline.as_mut(), self.probe_timeout, order);
+        for &member in nodes {
+            calls.push(member, member.start(command.clone()));
         }
-        (first, rest)
+        let mut asked = Vec::with_capacity(nodes.len());
+        while let Some((member, answer)) = calls.next().await {
+            asked.push(asked_of(member, answer, first_hit));
+        }
+        asked
     }
 }
 
-/// Asks every node in `nodes`, forwarding the first hit as soon as it comes.
-async fn ask(
-    nodes: &[Arc<Member>],
-    command: &Command,
-    first_hit: &mut Option<oneshot::Sender<Reply>>,
-) -> Vec<Asked> {
-    let mut pending: FuturesUnordered<_> = nodes
-        .iter()
-        .map(|member| {
-            let member = member.clone();
-            let command = command.clone();
-            async move {
-                let answer = member.call(command).await;
-                (member, answer)
-            }
-        })
-        .collect();
-    let mut asked = Vec::with_capacity(nodes.len());
-    while let Some((member, answer)) = pending.next().await {
-        let entry = match answer {
-            Ok(Reply::Meta(meta)) => match (&meta.status, &meta.value) {
-                (MetaStatus::Value, Some(value)) => {
-                    if let Some(sender) = first_hit.take() {
-                        let _ = sender.send(Reply::Meta(meta.clone()));
-                    }
-                    Asked {
-                        read: NodeRead::Hit(Copy {
-                            value: value.clone(),
-                            flags: meta.flags.client_flags.unwrap_or(0),
-                            ttl: meta.flags.ttl.unwrap_or(-1),
-                            cas: meta.flags.cas.unwrap_or(0),
-                        }),
-                        reply: Some(meta),
-                        member,
-                        error: None,
-                    }
-                }
-                (MetaStatus::Miss, _) => Asked {
-                    read: NodeRead::Miss,
-                    reply: None,
-                    member,
-                    error: None,
-                },
-                _ => Asked {
-                    read: NodeRead::Failed,
-                    reply: None,
-                    member,
-                    error: Some(Error::protocol(format!(
-                        "unexpected {} to mg",
-                        meta.status.code()
-                    ))),
-                },
-            },
-            Ok(other) => Asked {
-                read: NodeRead::Failed,
-                reply: None,
-                member,
-                error: Some(Error::protocol(format!("unexpected {other:?} to mg"))),
-            },
-            Err(error) => Asked {
-                read: NodeRead::Failed,
-                reply: None,
-                member,
-                error: Some(error),
-            },
-        };
-        asked.push(entry);
+thread_local! {
+    /// Where the next read starts among the secondaries. Per thread: a
+    /// shared counter would bounce between cores on every read.
+    static ROTATION: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Rotates the Up nodes after the primary, so every node is read (and so
+/// repaired) over time: the primary plus the first `wanted - 1` are asked.
+fn rotate_secondaries(up: &mut [&Arc<Member>]) {
+    let others = up.len().saturating_sub(1);
+    if others > 1 {
+        let start = ROTATION.with(|rotation| {
+            let next = rotation.get().wrapping_add(1);
+            rotation.set(next);
+            next
+        });
+        up[1..].rotate_left(start % others);
     }
-    asked
+}
+
+impl Shared {
+    /// Makes `primary` hold the key's current copy before it decides a
+    /// conditional operation. When it misses (it restarted empty, or the
+    /// key was invalidated on it when it came back), the other Up nodes
+    /// are asked and the copy a read would return is added to it (`ME`:
+    /// never clobbering a newer write). Without this, the primary would
+    /// decide as if the key were absent: an `add` would store over a live
+    /// value, an `incr` would find nothing.
+    ///
+    /// An error of the primary is returned: the operation could not be
+    /// decided there anyway.
+    pub(super) async fn prime(
+        &self,
+        key: &memha_proto::Key,
+        primary: &Arc<Member>,
+        placement: &Placement<'_>,
+    ) -> Result<(), Error> {
+        let caller = MetaGet::full(key.clone());
+        let command = Command::MetaGet(caller.clone());
+        match primary.call(command.clone()).await? {
+            Reply::Meta(meta) if meta.status == MetaStatus::Miss => {}
+            // A hit, or an answer the operation itself will meet.
+            _ => return Ok(()),
+        }
+        let others: Vec<&Arc<Member>> = placement
+            .readable()
+            .into_iter()
+            .filter(|m| !Arc::ptr_eq(m, primary))
+            .collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        let asked = self.ask(&others, &command, &mut None).await;
+        let Some(winner) = resolve::resolve(&asked, None).winner else {
+            return Ok(());
+        };
+        let NodeRead::Hit(best) = &asked[winner].read else {
+            unreachable!("the winner hit")
+        };
+        let exptime = Ttl::from_remaining(best.ttl).exptime();
+        let repair = repair_command(&caller, best, exptime, Repair::Add);
+        if let Ok(Reply::Meta(meta)) = primary.call(repair).await {
+            if meta.status == MetaStatus::Stored {
+                self.counters.repairs.fetch_add(1, Relaxed);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One node's answer to a read; the first hit goes to `first_hit` at once.
+fn asked_of<'a>(
+    member: &'a Arc<Member>,
+    answer: Result<Reply, Error>,
+    first_hit: &mut Option<oneshot::Sender<Reply>>,
+) -> Asked<'a> {
+    let failed = |error| Asked {
+        member,
+        read: NodeRead::Failed,
+        reply: None,
+        error: Some(error),
+    };
+    match answer {
+        Ok(Reply::Meta(meta)) => match (&meta.status, &meta.value) {
+            (MetaStatus::Value, Some(value)) => {
+                if let Some(sender) = first_hit.take() {
+                    let _ = sender.send(Reply::Meta(meta.clone()));
+                }
+                Asked {
+                    member,
+                    read: NodeRead::Hit(Copy {
+                        value: value.clone(),
+                        flags: meta.flags.client_flags.unwrap_or(0),
+                        ttl: meta.flags.ttl.unwrap_or(-1),
+                        cas: meta.flags.cas.unwrap_or(0),
+                    }),
+                    reply: Some(meta),
+                    error: None,
+                }
+            }
+            (MetaStatus::Miss, _) => Asked {
+                member,
+                read: NodeRead::Miss,
+                reply: None,
+                error: None,
+            },
+            _ => failed(Error::protocol(format!(
+                "unexpected {} to mg",
+                meta.status.code()
+            ))),
+        },
+        Ok(other) => failed(Error::protocol(format!("unexpected {other:?} to mg"))),
+        Err(error) => failed(error),
+    }
 }
 
 /// The write that repairs a node: an add where it missed (never clobbers a

@@ -21,6 +21,12 @@ pub(crate) enum NodeRead {
     Failed,
 }
 
+impl AsRef<NodeRead> for NodeRead {
+    fn as_ref(&self) -> &NodeRead {
+        self
+    }
+}
+
 /// The repair a node needs after a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Repair {
@@ -56,8 +62,8 @@ fn same(a: &Copy, b: &Copy) -> bool {
 ///
 /// The primary's copy wins; without it, the copy most nodes hold (ties go to
 /// the node ranked first). Nodes that failed are left alone.
-pub(crate) fn resolve(reads: &[NodeRead], primary: Option<usize>) -> Resolution {
-    let hit = |i: usize| match &reads[i] {
+pub(crate) fn resolve<R: AsRef<NodeRead>>(reads: &[R], primary: Option<usize>) -> Resolution {
+    let hit = |i: usize| match reads[i].as_ref() {
         NodeRead::Hit(copy) => Some(copy),
         _ => None,
     };
@@ -67,7 +73,7 @@ pub(crate) fn resolve(reads: &[NodeRead], primary: Option<usize>) -> Resolution 
             .max_by_key(|&(i, copy)| {
                 let votes = reads
                     .iter()
-                    .filter(|r| matches!(r, NodeRead::Hit(c) if same(c, copy)))
+                    .filter(|r| matches!(r.as_ref(), NodeRead::Hit(c) if same(c, copy)))
                     .count();
                 (votes, std::cmp::Reverse(i))
             })
@@ -85,7 +91,7 @@ pub(crate) fn resolve(reads: &[NodeRead], primary: Option<usize>) -> Resolution 
     let repairs = reads
         .iter()
         .enumerate()
-        .filter_map(|(i, read)| match read {
+        .filter_map(|(i, read)| match read.as_ref() {
             NodeRead::Miss => Some((i, Repair::Add)),
             NodeRead::Hit(copy) if !same(copy, best) => {
                 diverged = true;

@@ -1,0 +1,237 @@
+//! One request on one node: waiting for room, the attempt, the retries.
+//!
+//! [`NodeCall`] is a plain state machine over the node's attempt service,
+//! with no timer of its own: whoever awaits it bounds it, and a replicated
+//! operation bounds all its node calls with one timer. It is `Unpin`, so a
+//! fan-out keeps its calls in a `Vec` without boxing them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use memha_health::{ClassifyOutcome, NodeHealth, NodeState, Observation};
+use memha_proto::{Command, Reply};
+use tower::Service;
+
+use super::BoxedService;
+use crate::connection::{self, Connection};
+use crate::error::{Error, ErrorKind};
+use crate::retry::RetryPolicy;
+
+/// Where a node's attempts go.
+#[derive(Clone)]
+pub(crate) enum Attempts {
+    /// Straight to the connection: the stack has no layers of the user's.
+    Connection(Connection),
+    /// Through the user's layers (or a whole service given by hand).
+    Layered(BoxedService),
+}
+
+impl Attempts {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        match self {
+            Attempts::Connection(connection) => connection.poll_ready(cx),
+            Attempts::Layered(service) => service.poll_ready(cx),
+        }
+    }
+
+    fn call(&mut self, command: Command) -> Attempt {
+        match self {
+            Attempts::Connection(connection) => Attempt::Connection(connection.call(command)),
+            Attempts::Layered(service) => Attempt::Layered(service.call(command)),
+        }
+    }
+}
+
+type BoxedFuture = Pin<Box<dyn Future<Output = Result<Reply, Error>> + Send + 'static>>;
+
+/// One attempt in flight.
+enum Attempt {
+    Connection(connection::ResponseFuture),
+    Layered(BoxedFuture),
+}
+
+impl Future for Attempt {
+    type Output = Result<Reply, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Attempt::Connection(future) => Pin::new(future).poll(cx),
+            Attempt::Layered(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+/// How requests reach a node: where attempts go, how often one is
+/// retried, where outcomes are recorded. Cheap to clone: each clone waits
+/// for its own room in the connection.
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub(crate) addr: SocketAddr,
+    pub(crate) attempts: Attempts,
+    pub(crate) max_retries: usize,
+    /// The node's health, for a replicated node: it learns from every
+    /// attempt (timeouts included) and refuses requests while Down.
+    pub(crate) health: Option<NodeHealth>,
+}
+
+impl Route {
+    /// Waits for room for one attempt. A Down node fails fast, so nothing
+    /// queues on a dead node.
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self
+            .health
+            .as_ref()
+            .is_some_and(|health| health.state() == NodeState::Down)
+        {
+            return Poll::Ready(Err(Error::new(ErrorKind::NodeDown).with_node(self.addr)));
+        }
+        let ready = ready!(self.attempts.poll_ready(cx));
+        Poll::Ready(ready.map_err(|error| {
+            self.record(error.observation());
+            error.with_node(self.addr)
+        }))
+    }
+
+    fn record(&self, observation: Observation) {
+        if let Some(health) = &self.health {
+            health.record(observation);
+        }
+    }
+}
+
+/// One request on one node with its retries, unbounded in time: see the
+/// module's docs. Drop it to give up; [`time_out`](Self::time_out) gives
+/// up with the timeout error and counts the timeout against the node.
+pub(crate) struct NodeCall {
+    route: Route,
+    retries_left: usize,
+    step: Step,
+    /// A copy of the command in flight, kept while a retry may need it.
+    resend: Option<Command>,
+}
+
+enum Step {
+    /// Waiting for room to send the command.
+    Queued(Command),
+    InFlight(Attempt),
+    /// Refused before anything was sent; reported by the next poll.
+    Refused(Error),
+    Done,
+}
+
+impl NodeCall {
+    /// A call that sends `command` on its first poll, once there is room.
+    /// `route` may already hold a place reserved by its `poll_ready`.
+    pub(crate) fn new(route: Route, command: Command) -> Self {
+        NodeCall {
+            retries_left: route.max_retries,
+            route,
+            step: Step::Queued(command),
+            resend: None,
+        }
+    }
+
+    /// Sends the command now if there is room, so requests made one after
+    /// another are pipelined before any is awaited.
+    pub(crate) fn send_now(&mut self) {
+        let waker = futures_util::task::noop_waker();
+        let _ = self.poll_send(&mut Context::from_waker(&waker));
+    }
+
+    /// Gives up at the deadline. An attempt in flight counts as a timeout
+    /// against the node's health; a request still waiting for room does not
+    /// (the requests filling the window count).
+    pub(crate) fn time_out(&mut self, timeout: Duration) -> Error {
+        let error = Error::new(ErrorKind::Timeout).with_node(self.route.addr);
+        match std::mem::replace(&mut self.step, Step::Done) {
+            Step::InFlight(_) => {
+                self.route.record(Observation::Timeout);
+                error.with_detail(format!("no answer within {timeout:?}"))
+            }
+            _ => error.with_detail(format!("no room in the connection within {timeout:?}")),
+        }
+    }
+
+    /// Waits for room, then sends the queued command (or keeps why not).
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !matches!(self.step, Step::Queued(_)) {
+            return Poll::Ready(());
+        }
+        let ready = ready!(self.route.poll_ready(cx));
+        let Step::Queued(command) = std::mem::replace(&mut self.step, Step::Done) else {
+            unreachable!("checked above")
+        };
+        self.step = match ready {
+            Ok(()) => {
+                if self.retries_left > 0 {
+                    self.resend = Some(command.clone());
+                }
+                Step::InFlight(self.route.attempts.call(command))
+            }
+            Err(error) => Step::Refused(error),
+        };
+        Poll::Ready(())
+    }
+}
+
+impl Future for NodeCall {
+    type Output = Result<Reply, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            ready!(this.poll_send(cx));
+            let attempt = match &mut this.step {
+                Step::InFlight(attempt) => attempt,
+                Step::Refused(_) => {
+                    let Step::Refused(error) = std::mem::replace(&mut this.step, Step::Done) else {
+                        unreachable!("matched above")
+                    };
+                    return Poll::Ready(Err(error));
+                }
+                Step::Queued(_) | Step::Done => panic!("NodeCall polled after completion"),
+            };
+            let result = ready!(Pin::new(attempt).poll(cx));
+            this.step = Step::Done;
+            this.route.record(result.observation());
+            let error = match result {
+                Ok(reply) => return Poll::Ready(Ok(reply)),
+                Err(error) => error,
+            };
+            match this.resend.take() {
+                Some(command) if RetryPolicy::is_retry_safe(&command, &error) => {
+                    this.retries_left -= 1;
+                    let node = this.route.addr;
+                    tracing::debug!(%node, %error, remaining = this.retries_left, "retrying");
+                    this.step = Step::Queued(command);
+                }
+                _ => return Poll::Ready(Err(error.with_node(this.route.addr))),
+            }
+        }
+    }
+}
+
+/// Awaits `call` until `timeout` has passed: one timer for the request
+/// with its retries, the wait for room included.
+pub(crate) fn bounded(
+    mut call: NodeCall,
+    timeout: Duration,
+) -> impl Future<Output = Result<Reply, Error>> + Send + 'static {
+    // An `async move` block rather than an `async fn`: the call is kept once
+    // in the future, not once as an argument and once as a local.
+    async move {
+        let mut deadline = std::pin::pin!(tokio::time::sleep(timeout));
+        std::future::poll_fn(|cx| {
+            // An answer that came in time wins over the deadline.
+            if let Poll::Ready(result) = Pin::new(&mut call).poll(cx) {
+                return Poll::Ready(result);
+            }
+            ready!(deadline.as_mut().poll(cx));
+            Poll::Ready(Err(call.time_out(timeout)))
+        })
+        .await
+    }
+}

@@ -1,0 +1,450 @@
+//! TLS to real memcached servers started with `-Z` (TLS on), with
+//! certificates made here by rcgen.
+#![cfg(feature = "tls")]
+
+use std::fs;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use memha_client::health::Probe;
+use memha_client::{
+    Client, ConnectionConfig, ErrorKind, TlsConfig, TlsConfigBuilder, TlsError, TlsErrorKind,
+};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+
+/// A certificate authority made for one test.
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate().unwrap();
+        Ca {
+            issuer: CertifiedIssuer::self_signed(params, key).unwrap(),
+        }
+    }
+
+    fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A leaf certificate for `names` (DNS names or IP addresses): (chain PEM, key PEM).
+    fn issue(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> (String, String) {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().copied().unwrap_or("client"),
+        );
+        params.extended_key_usages = vec![usage];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// One memcached process with TLS on, killed on drop.
+struct TlsNode {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl TlsNode {
+    /// A node presenting a certificate for 127.0.0.1 and `memcached.test`,
+    /// signed by `ca`. With `client_ca`, it requires a client certificate
+    /// signed by it.
+    fn start(ca: &Ca, client_ca: Option<&Ca>) -> TlsNode {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "memha-tls-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        let (chain, key) = ca.issue(
+            &["127.0.0.1", "memcached.test"],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        fs::write(dir.join("server.pem"), chain).unwrap();
+        fs::write(dir.join("server.key"), key).unwrap();
+        let mut options = format!(
+            "ssl_chain_cert={},ssl_key={}",
+            dir.join("server.pem").display(),
+            dir.join("server.key").display()
+        );
+        if let Some(client_ca) = client_ca {
+            fs::write(dir.join("client-ca.pem"), client_ca.pem()).unwrap();
+            options.push_str(&format!(
+                ",ssl_ca_cert={},ssl_verify_mode=2",
+                dir.join("client-ca.pem").display()
+            ));
+        }
+        let port = free_port();
+        let child = Command::new(memha_tests::memcached_binary().expect("memcached"))
+            .args(["-l", "127.0.0.1", "-U", "0", "-t", "1", "-m", "16"])
+            // Ignored unless run as root, where memcached requires it.
+            .args(["-u", "root"])
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-Z")
+            .arg("-o")
+            .arg(options)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn memcached");
+        let mut node = TlsNode {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+        };
+        node.wait_listening();
+        node
+    }
+
+    fn wait_listening(&mut self) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = self.child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                panic!("memcached -Z exited at start ({status}): {stderr}");
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok() {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "memcached -Z did not listen on {}",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for TlsNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn trusting(ca: &Ca) -> TlsConfigBuilder {
+    TlsConfig::builder().ca_pem(ca.pem())
+}
+
+/// A single-node client (the node stack alone) with these connection settings.
+fn client(addr: SocketAddr, connection: ConnectionConfig) -> Client {
+    Client::builder()
+        .node(addr)
+        .timeout(Duration::from_secs(2))
+        .connection(connection)
+        .build_single_node()
+        .unwrap()
+}
+
+fn tls(config: TlsConfig) -> ConnectionConfig {
+    ConnectionConfig::default().tls(config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_with_a_custom_ca() {
+    let ca = Ca::new("memha test CA");
+    let node = TlsNode::start(&ca, None);
+    let client = client(node.addr, tls(trusting(&ca).build().unwrap()));
+
+    client.set("tls:key", "over TLS").flags(3).await.unwrap();
+    let item = client.gets("tls:key").await.unwrap().expect("stored");
+    assert_eq!((&item.value[..], item.flags), (&b"over TLS"[..], 3));
+    assert_eq!(
+        client
+            .cas("tls:key", "swapped", item.cas.unwrap())
+            .await
+            .unwrap(),
+        memha_client::StoreOutcome::Stored
+    );
+    assert_eq!(
+        client.increment("tls:n", 5).initial(1).await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(client.increment("tls:n", 5).await.unwrap(), Some(6));
+    assert_eq!(
+        client.delete("tls:key").await.unwrap(),
+        memha_client::DeleteOutcome::Deleted
+    );
+    assert!(client.get("tls:key").await.unwrap().is_none());
+
+    // Many concurrent requests share the one pipelined TLS connection.
+    let value = vec![b'v'; 40_000];
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let client = client.clone();
+            let value = value.clone();
+            tokio::spawn(async move {
+                let key = format!("tls:many:{i}");
+                client.set(key.as_str(), value.clone()).await.unwrap();
+                let got = client.get(key.as_str()).await.unwrap().expect("stored");
+                assert_eq!(got.value, value);
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn server_name_override_is_checked() {
+    let ca = Ca::new("memha test CA");
+    let node = TlsNode::start(&ca, None);
+
+    let named = client(
+        node.addr,
+        tls(trusting(&ca).server_name("memcached.test").build().unwrap()),
+    );
+    named.set("k", "v").await.unwrap();
+
+    let wrong = client(
+        node.addr,
+        tls(trusting(&ca).server_name("elsewhere.test").build().unwrap()),
+    );
+    let err = wrong.get("k").await.unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Connect, "{err}");
+    let cause = TlsError::find(&err).expect("a TLS cause");
+    assert_eq!(cause.kind(), TlsErrorKind::NameMismatch, "{err}");
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_a_typed_connect_error() {
+    let ca = Ca::new("memha test CA");
+    let node = TlsNode::start(&ca, None);
+    let other = Ca::new("another CA");
+    let client = client(node.addr, tls(trusting(&other).build().unwrap()));
+
+    let started = Instant::now();
+    let err = client.set("k", "v").await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(1), "fails fast");
+    assert_eq!(err.kind(), &ErrorKind::Connect, "{err}");
+    assert!(err.is_unsent(), "nothing was sent: {err:?}");
+    assert_eq!(err.node(), Some(node.addr));
+    let cause = TlsError::find(&err).expect("a TLS cause");
+    assert_eq!(cause.kind(), TlsErrorKind::UntrustedCertificate, "{err}");
+    let message = err.to_string();
+    assert!(message.contains("not trusted"), "{message}");
+    assert!(message.contains("UnknownIssuer"), "{message}");
+}
+
+#[tokio::test]
+async fn a_plaintext_client_against_a_tls_node_fails_clearly_and_fast() {
+    let ca = Ca::new("memha test CA");
+    let node = TlsNode::start(&ca, None);
+    let client = client(node.addr, ConnectionConfig::default());
+
+    let started = Instant::now();
+    let err = client.get("k").await.unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2) + Duration::from_millis(500),
+        "{took:?}"
+    );
+    assert!(err.is_connection(), "{err:?}");
+    assert!(err.to_string().contains("does it require TLS?"), "{err}");
+}
+
+#[tokio::test]
+async fn a_tls_client_against_a_plaintext_node_fails_clearly() {
+    let cluster = memha_tests::MemcachedCluster::start(1).unwrap();
+    let ca = Ca::new("memha test CA");
+    let client = Client::builder()
+        .node(cluster.addrs()[0])
+        .timeout(Duration::from_secs(2))
+        .connection(tls(trusting(&ca).build().unwrap()).connect_timeout(Duration::from_millis(500)))
+        .build_single_node()
+        .unwrap();
+
+    let started = Instant::now();
+    let err = client.get("k").await.unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "bounded by the connect timeout: {took:?}"
+    );
+    assert_eq!(err.kind(), &ErrorKind::Connect, "{err}");
+    let cause = TlsError::find(&err).expect("a TLS cause");
+    assert_eq!(cause.kind(), TlsErrorKind::NotTls, "{err}");
+}
+
+#[tokio::test]
+async fn client_certificates() {
+    let ca = Ca::new("memha test CA");
+    let client_ca = Ca::new("memha client CA");
+    let node = TlsNode::start(&ca, Some(&client_ca));
+
+    let (chain, key) = client_ca.issue(&["memha-client"], ExtendedKeyUsagePurpose::ClientAuth);
+    let with_cert = client(
+        node.addr,
+        tls(trusting(&ca).client_cert_pem(chain, key).build().unwrap()),
+    );
+    with_cert.set("mtls", "yes").await.unwrap();
+    assert_eq!(
+        &with_cert.get("mtls").await.unwrap().unwrap().value[..],
+        b"yes"
+    );
+
+    // Without a certificate, or with one the node does not trust, the node
+    // refuses: a clear error, never a hang.
+    let (stranger_chain, stranger_key) =
+        Ca::new("stranger CA").issue(&["memha-client"], ExtendedKeyUsagePurpose::ClientAuth);
+    for config in [
+        trusting(&ca).build().unwrap(),
+        trusting(&ca)
+            .client_cert_pem(stranger_chain, stranger_key)
+            .build()
+            .unwrap(),
+    ] {
+        let refused = client(node.addr, tls(config));
+        let started = Instant::now();
+        let err = refused.get("mtls").await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(1), "{err}");
+        assert!(err.is_connection(), "{err:?}");
+        let cause = TlsError::find(&err).expect("a TLS cause");
+        assert_eq!(cause.kind(), TlsErrorKind::Refused, "{err}");
+    }
+}
+
+#[tokio::test]
+async fn health_probes_use_the_connection_tls_settings() {
+    let ca = Ca::new("memha test CA");
+    let node = TlsNode::start(&ca, None);
+    let timeout = Duration::from_secs(1);
+
+    let over_tls = tls(trusting(&ca).build().unwrap()).probe(node.addr, timeout);
+    let report = over_tls.probe().await.expect("a TLS probe");
+    assert_eq!(report.pid, Some(node.child.id()));
+
+    let plain = ConnectionConfig::default().probe(node.addr, timeout);
+    assert!(plain.probe().await.is_err(), "a plaintext probe fails");
+}
+
+#[test]
+fn unusable_settings_are_config_errors() {
+    let kind = |builder: TlsConfigBuilder| builder.build().unwrap_err().kind();
+    assert_eq!(kind(TlsConfig::builder()), TlsErrorKind::Config);
+    assert_eq!(
+        kind(TlsConfig::builder().ca_pem("junk")),
+        TlsErrorKind::Config
+    );
+    assert_eq!(
+        kind(TlsConfig::builder().ca_pem_file("/nonexistent/ca.pem")),
+        TlsErrorKind::Config
+    );
+    let ca = Ca::new("memha test CA");
+    assert_eq!(
+        kind(trusting(&ca).server_name("not a name")),
+        TlsErrorKind::Config
+    );
+    let (chain, _) = ca.issue(&["a"], ExtendedKeyUsagePurpose::ClientAuth);
+    let (_, other_key) = ca.issue(&["b"], ExtendedKeyUsagePurpose::ClientAuth);
+    assert_eq!(
+        kind(trusting(&ca).client_cert_pem(chain.clone(), "no key")),
+        TlsErrorKind::Config
+    );
+    // A key that is not the certificate's.
+    assert_eq!(
+        kind(trusting(&ca).client_cert_pem(chain, other_key)),
+        TlsErrorKind::Config
+    );
+    let config = trusting(&ca).server_name("memcached.test").build().unwrap();
+    assert_eq!(config.get_server_name().as_deref(), Some("memcached.test"));
+}
+
+#[tokio::test]
+async fn rustls_settings_of_your_own() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    let ca = Ca::new("memha test CA");
+    let node = TlsNode::start(&ca, None);
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tls = TlsConfig::from_rustls(std::sync::Arc::new(config), Some("memcached.test")).unwrap();
+    let client = client(node.addr, self::tls(tls));
+    client.set("own", "rustls").await.unwrap();
+    assert_eq!(
+        &client.get("own").await.unwrap().unwrap().value[..],
+        b"rustls"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the health probes of a replicated client to use the connection's TLS \
+            (`ConnectionConfig::probe` in `Replicate::add_node`)"]
+async fn a_replicated_client_over_tls() {
+    let ca = Ca::new("memha test CA");
+    let nodes = [TlsNode::start(&ca, None), TlsNode::start(&ca, None)];
+    let client = Client::builder()
+        .nodes(nodes.iter().map(|node| node.addr))
+        .timeout(Duration::from_secs(2))
+        .connection(tls(trusting(&ca).build().unwrap()))
+        .build()
+        .await
+        .unwrap();
+    // Health probes speak TLS too: both nodes are Up.
+    let stats = client.cluster().unwrap().stats();
+    assert!(
+        stats
+            .nodes
+            .iter()
+            .all(|node| node.state == memha_client::NodeState::Up),
+        "{stats:?}"
+    );
+    client.set("tls:replicated", "both").await.unwrap();
+    for node in &nodes {
+        let direct = self::client(node.addr, tls(trusting(&ca).build().unwrap()));
+        let item = direct
+            .get("tls:replicated")
+            .await
+            .unwrap()
+            .expect("on every node");
+        assert_eq!(&item.value[..], b"both");
+    }
+}

@@ -1,0 +1,108 @@
+//! `memha-chaos --seconds N --seed S [--nodes 3..5] [--tasks N] [--show N] [--strict-convergence]`:
+//! one chaos run, its summary on standard output, ending in
+//! `violations: N`. Exits 1 when a promise was broken, 2 on bad arguments
+//! or a set-up failure.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use memha_chaos::ChaosConfig;
+
+const USAGE: &str = "usage: memha-chaos [--seconds N] [--seed S] [--nodes 3..5] [--tasks N] [--show N] [--strict-convergence]";
+
+fn main() -> ExitCode {
+    let config = match parse(std::env::args().skip(1)) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("{message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "memha chaos: seed {} for {}s ({} nodes); replay with --seed {} --seconds {}",
+        config.seed,
+        config.duration.as_secs(),
+        config.nodes,
+        config.seed,
+        config.duration.as_secs()
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("memha-chaos: no runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(memha_chaos::run(config)) {
+        Ok(report) => {
+            print!("{report}");
+            if report.violations() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("memha-chaos: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<ChaosConfig, String> {
+    let mut seconds = 60u64;
+    let mut seed = None;
+    let mut nodes = None;
+    let mut tasks = None;
+    let mut show = None;
+    let mut strict = false;
+    while let Some(arg) = args.next() {
+        if arg == "--strict-convergence" {
+            strict = true;
+            continue;
+        }
+        let mut value = |name: &str| -> Result<u64, String> {
+            let value = args.next().ok_or_else(|| format!("{name} needs a value"))?;
+            value
+                .parse()
+                .map_err(|_| format!("{name}: not a number: {value}"))
+        };
+        match arg.as_str() {
+            "--seconds" => seconds = value("--seconds")?,
+            "--seed" => seed = Some(value("--seed")?),
+            "--nodes" => nodes = Some(value("--nodes")?),
+            "--tasks" => tasks = Some(value("--tasks")?),
+            "--show" => show = Some(value("--show")?),
+            "-h" | "--help" => return Err("memha's chaos and consistency suite".to_owned()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if seconds < 3 {
+        return Err("--seconds must be at least 3".to_owned());
+    }
+    let seed = seed.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs())
+    });
+    let mut config = ChaosConfig::new(seed, Duration::from_secs(seconds));
+    if let Some(nodes) = nodes {
+        if !(3..=5).contains(&nodes) {
+            return Err("--nodes must be 3, 4 or 5".to_owned());
+        }
+        config = config.nodes(nodes as usize);
+    }
+    if let Some(tasks) = tasks {
+        config.tasks = (tasks as usize).max(1);
+    }
+    config.strict_convergence = strict;
+    if let Some(show) = show {
+        config.show_violations = show as usize;
+    }
+    Ok(config)
+}
