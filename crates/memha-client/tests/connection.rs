@@ -16,6 +16,12 @@ use tower::{Service, ServiceExt};
 
 use common::{fake_server, next_connection, read_lines, BOUND};
 
+/// The scripted server answers without echoing opaque tokens; the token
+/// check itself is tested against a real server and a hostile one.
+fn scripted() -> ConnectionConfig {
+    ConnectionConfig::default().reply_tokens(false)
+}
+
 fn get(key: &str) -> Command {
     MetaGet::full(Key::new(key.to_owned()).unwrap()).into()
 }
@@ -45,7 +51,7 @@ fn value(reply: Reply) -> Vec<u8> {
 #[tokio::test]
 async fn an_abandoned_answer_is_discarded_not_given_to_the_next_caller() {
     let (addr, mut accepted) = fake_server().await;
-    let connection = Connection::new(addr, ConnectionConfig::default());
+    let connection = Connection::new(addr, scripted());
 
     let abandoned = send(&connection, get("x")).await;
     let mut server = next_connection(&mut accepted).await;
@@ -65,7 +71,7 @@ async fn an_abandoned_answer_is_discarded_not_given_to_the_next_caller() {
 #[tokio::test]
 async fn poll_ready_waits_for_room_in_the_window() {
     let (addr, mut accepted) = fake_server().await;
-    let connection = Connection::new(addr, ConnectionConfig::default().max_in_flight(2));
+    let connection = Connection::new(addr, scripted().max_in_flight(2));
 
     let first = send(&connection, get("a")).await;
     let second = send(&connection, get("b")).await;
@@ -96,7 +102,7 @@ async fn poll_ready_waits_for_room_in_the_window() {
 #[tokio::test]
 async fn requests_are_written_in_batches_and_matched_in_order() {
     let (addr, mut accepted) = fake_server().await;
-    let connection = Connection::new(addr, ConnectionConfig::default());
+    let connection = Connection::new(addr, scripted());
 
     let keys: Vec<String> = (0..50).map(|i| format!("k{i}")).collect();
     let mut futures = Vec::new();
@@ -134,7 +140,7 @@ async fn an_undecodable_reply_fails_every_request_in_flight_then_reconnects() {
         b"HD\n",
     ] {
         let (addr, mut accepted) = fake_server().await;
-        let connection = Connection::new(addr, ConnectionConfig::default());
+        let connection = Connection::new(addr, scripted());
         let mut futures = Vec::new();
         for i in 0..5 {
             futures.push(send(&connection, get(&format!("k{i}"))).await);
@@ -162,7 +168,7 @@ async fn an_undecodable_reply_fails_every_request_in_flight_then_reconnects() {
 #[tokio::test]
 async fn an_answer_nobody_asked_for_closes_the_connection() {
     let (addr, mut accepted) = fake_server().await;
-    let connection = Connection::new(addr, ConnectionConfig::default());
+    let connection = Connection::new(addr, scripted());
     let future = send(&connection, get("a")).await;
     let mut server = next_connection(&mut accepted).await;
     read_lines(&mut server, 1).await;
@@ -179,7 +185,7 @@ async fn an_answer_nobody_asked_for_closes_the_connection() {
 #[tokio::test]
 async fn a_lost_connection_tells_sent_from_unsent() {
     let (addr, mut accepted) = fake_server().await;
-    let connection = Connection::new(addr, ConnectionConfig::default().max_in_flight(1));
+    let connection = Connection::new(addr, scripted().max_in_flight(1));
     let written = send(&connection, get("a")).await;
     let mut server = next_connection(&mut accepted).await;
     read_lines(&mut server, 1).await;
@@ -203,7 +209,7 @@ async fn refused_connections_fail_fast_and_back_off() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let config = ConnectionConfig::default()
+    let config = scripted()
         .reconnect_backoff(Duration::from_secs(30), Duration::from_secs(60));
     let connection = Connection::new(addr, config);
 
@@ -239,7 +245,7 @@ async fn connecting_is_bounded_by_the_connect_timeout() {
 
     let connection = Connection::new(
         addr,
-        ConnectionConfig::default().connect_timeout(Duration::from_millis(200)),
+        scripted().connect_timeout(Duration::from_millis(200)),
     );
     let started = std::time::Instant::now();
     let err = answer(send(&connection, get("a")).await).await.unwrap_err();
@@ -255,7 +261,7 @@ async fn connecting_is_bounded_by_the_connect_timeout() {
 #[tokio::test]
 async fn commands_without_an_answer_are_refused() {
     let (addr, _accepted) = fake_server().await;
-    let connection = Connection::new(addr, ConnectionConfig::default());
+    let connection = Connection::new(addr, scripted());
     let mut quiet = MetaSet::new(Key::new("k").unwrap(), "v");
     quiet.quiet = true;
     let noreply = Command::Delete {

@@ -69,7 +69,9 @@ async fn a_killed_server_fails_requests_in_flight_then_a_restart_is_used_again()
     client.set("after", "2").await.unwrap();
     assert_eq!(client.get("after").await.unwrap().unwrap().value, "2");
     let metrics = node.connection_metrics().unwrap();
-    assert_eq!(metrics.connects, 2, "{metrics:?}");
+    // A reconnect attempt may still reach the dying process's socket before
+    // the kernel closes it, so "at least": the point is that it reconnected.
+    assert!(metrics.connects >= 2, "{metrics:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use memha_client::proto::{Command, Reply};
-use memha_client::{Client, ErrorKind, RetryPolicy};
+use memha_client::{Client, ConnectionConfig, ErrorKind, RetryPolicy};
 use tower::util::{MapRequestLayer, MapResultLayer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -59,6 +59,8 @@ async fn a_read_lost_with_its_connection_is_retried_on_a_new_one() {
     let client = Client::builder()
         .node(addr)
         .retry(RetryPolicy::new(2))
+        // The scripted server does not echo opaque tokens.
+        .connection(ConnectionConfig::default().reply_tokens(false))
         .build_single_node()
         .unwrap();
     let server = tokio::spawn(async move {
@@ -86,6 +88,8 @@ async fn a_write_lost_with_its_connection_is_not_retried() {
     let client = Client::builder()
         .node(addr)
         .retry(RetryPolicy::new(2))
+        // The scripted server does not echo opaque tokens.
+        .connection(ConnectionConfig::default().reply_tokens(false))
         .build_single_node()
         .unwrap();
     let server = tokio::spawn(async move {

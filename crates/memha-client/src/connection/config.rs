@@ -27,6 +27,7 @@ use super::tls::TlsConfig;
 pub struct ConnectionConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) max_in_flight: usize,
+    pub(crate) reply_tokens: bool,
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
     pub(crate) limits: Limits,
@@ -40,6 +41,7 @@ impl Default for ConnectionConfig {
         ConnectionConfig {
             connect_timeout: Duration::from_secs(1),
             max_in_flight: 1024,
+            reply_tokens: true,
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
             limits: Limits::DEFAULT,
@@ -54,6 +56,16 @@ impl ConnectionConfig {
     /// How long a connection attempt may take (default 1 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Whether each meta request carries an opaque token that its reply
+    /// must echo (default true). A reply that does not is no answer to that
+    /// request (a confused or hostile server) and closes the connection, so
+    /// no caller ever gets another request's value. Costs a few bytes a
+    /// request; turn it off only for a peer that cannot echo tokens.
+    pub fn reply_tokens(mut self, on: bool) -> Self {
+        self.reply_tokens = on;
         self
     }
 

@@ -139,6 +139,10 @@ impl Link {
 #[derive(Debug)]
 pub(super) struct Pending {
     pub(super) kind: ReplyKind,
+    /// The opaque token a meta reply must echo: a reply that does not is no
+    /// answer to this request (a confused or hostile server), and the
+    /// connection is closed rather than handing it a stranger's value.
+    opaque: Option<u32>,
     /// Where the request's bytes end in the connection's output.
     end: u64,
     reply: ReplySender,
@@ -224,6 +228,16 @@ impl Shared {
             LinkState::Idle | LinkState::Backoff { .. } => self.start_connect(state)?,
             LinkState::Connecting | LinkState::Connected(_) => {}
         }
+        let opaque = state.requests as u32;
+        let tagged = self
+            .config
+            .reply_tokens
+            .then(|| tag(command, opaque))
+            .flatten();
+        let (command, opaque) = match &tagged {
+            Some((tagged, opaque)) => (tagged, Some(*opaque)),
+            None => (command, None),
+        };
         let before = state.out.len();
         if let Err(err) = command.encode(&mut state.out, &self.config.limits) {
             state.out.truncate(before);
@@ -233,6 +247,7 @@ impl Shared {
         let (reply, receiver) = oneshot::channel();
         state.queue.push_back(Pending {
             kind,
+            opaque,
             end: state.encoded,
             reply,
         });
@@ -449,6 +464,27 @@ fn is_current(state: &State, link: &Arc<Link>) -> bool {
     matches!(&state.link, LinkState::Connected(current) if Arc::ptr_eq(current, link))
 }
 
+/// `command` with an opaque token to echo, or `None` for commands that
+/// carry none (classic ones, `mn`). A caller's own token is kept and checked.
+fn tag(command: &Command, token: u32) -> Option<(Command, u32)> {
+    let mut tagged = match command {
+        Command::MetaGet(_)
+        | Command::MetaSet(_)
+        | Command::MetaDelete(_)
+        | Command::MetaArithmetic(_) => command.clone(),
+        _ => return None,
+    };
+    let opaque = match &mut tagged {
+        Command::MetaGet(c) => &mut c.opaque,
+        Command::MetaSet(c) => &mut c.opaque,
+        Command::MetaDelete(c) => &mut c.opaque,
+        Command::MetaArithmetic(c) => &mut c.opaque,
+        _ => unreachable!("only meta data commands are tagged"),
+    };
+    let token = *opaque.get_or_insert(token);
+    Some((tagged, token))
+}
+
 /// The kind of answer `command` gets. Commands the server may leave
 /// unanswered (`noreply`, quiet meta commands) would break first-in,
 /// first-out matching, so they are refused.
@@ -491,6 +527,14 @@ pub(super) fn dispatch(
         };
         match decoder.decode(input, kind) {
             Ok(Some(reply)) => {
+                let expected = taken.front().and_then(|pending| pending.opaque);
+                if let (Some(expected), Reply::Meta(meta)) = (expected, &reply) {
+                    if meta.flags.opaque != Some(expected) {
+                        break Err(Error::protocol(
+                            "a reply does not echo its request's token, connection closed",
+                        ));
+                    }
+                }
                 if let Some(pending) = taken.pop_front() {
                     pending.complete(reply);
                 }
