@@ -209,8 +209,7 @@ async fn refused_connections_fail_fast_and_back_off() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let config = scripted()
-        .reconnect_backoff(Duration::from_secs(30), Duration::from_secs(60));
+    let config = scripted().reconnect_backoff(Duration::from_secs(30), Duration::from_secs(60));
     let connection = Connection::new(addr, config);
 
     let err = answer(send(&connection, get("a")).await).await.unwrap_err();
@@ -243,10 +242,7 @@ async fn connecting_is_bounded_by_the_connect_timeout() {
         assert!(fillers.len() < 16, "the accept queue never filled");
     }
 
-    let connection = Connection::new(
-        addr,
-        scripted().connect_timeout(Duration::from_millis(200)),
-    );
+    let connection = Connection::new(addr, scripted().connect_timeout(Duration::from_millis(200)));
     let started = std::time::Instant::now();
     let err = answer(send(&connection, get("a")).await).await.unwrap_err();
     let elapsed = started.elapsed();

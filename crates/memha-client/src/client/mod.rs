@@ -129,7 +129,11 @@ impl Client {
     /// Sends through a service of the user's. Its own timeout bounds the
     /// answer; only when it was not ready at once is the whole call bounded
     /// here too (a second timer on the fast path would cost for nothing).
-    async fn send_through(&self, mut service: BoxedService, command: Command) -> Result<Reply, Error> {
+    async fn send_through(
+        &self,
+        mut service: BoxedService,
+        command: Command,
+    ) -> Result<Reply, Error> {
         match poll_fn(|cx| Poll::Ready(service.poll_ready(cx))).await {
             Poll::Ready(ready) => {
                 ready?;

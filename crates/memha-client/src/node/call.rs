@@ -216,12 +216,13 @@ impl Future for NodeCall {
 
 /// Awaits `call` until `timeout` has passed: one timer for the request
 /// with its retries, the wait for room included.
+// An `async move` block rather than an `async fn`: the call is kept once
+// in the future, not once as an argument and once as a local.
+#[allow(clippy::manual_async_fn)]
 pub(crate) fn bounded(
     mut call: NodeCall,
     timeout: Duration,
 ) -> impl Future<Output = Result<Reply, Error>> + Send + 'static {
-    // An `async move` block rather than an `async fn`: the call is kept once
-    // in the future, not once as an argument and once as a local.
     async move {
         let mut deadline = std::pin::pin!(tokio::time::sleep(timeout));
         std::future::poll_fn(|cx| {

@@ -35,10 +35,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::future::Either;
 use memha_discovery::{NodeAddr, NodeId, Watcher};
 use memha_health::{HealthConfig, HealthTable, MemcachedProbe, NodeHealth};
 use memha_proto::{Command, Key, SetMode};
-use futures_util::future::Either;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tower::discover::Change;
 use tower::Service;
@@ -344,27 +344,73 @@ mod size_probe {
             ReplicationConfig::default(),
             HealthConfig::default(),
             std::time::Duration::from_secs(1),
-            Box::new(|addr, health| crate::node::NodeStackBuilder::new().build_with_health(addr, health)),
+            Box::new(|addr, health| {
+                crate::node::NodeStackBuilder::new().build_with_health(addr, health)
+            }),
         );
         let key = Key::new("k").unwrap();
         let get = memha_proto::MetaGet::full(key.clone());
         let set = memha_proto::MetaSet::new(key.clone(), "v");
-        eprintln!("execute {}", std::mem::size_of_val(&r.shared.execute(Command::MetaNoop)));
-        eprintln!("read {}", std::mem::size_of_val(&r.shared.read(get.clone())));
-        eprintln!("read_and_repair {}", std::mem::size_of_val(&r.shared.read_and_repair(get.clone(), None)));
-        eprintln!("set {}", std::mem::size_of_val(&r.shared.set(Command::MetaSet(set.clone()))));
-        eprintln!("touch {}", std::mem::size_of_val(&r.shared.touch(get.clone())));
-        eprintln!("delete {}", std::mem::size_of_val(&r.shared.delete(memha_proto::MetaDelete::new(key.clone()))));
-        eprintln!("coordinated {}", std::mem::size_of_val(&r.shared.coordinated(key.clone(), Command::MetaNoop)));
-        eprintln!("flush {}", std::mem::size_of_val(&r.shared.flush_all(Command::MetaNoop)));
+        eprintln!(
+            "execute {}",
+            std::mem::size_of_val(&r.shared.execute(Command::MetaNoop))
+        );
+        eprintln!(
+            "read {}",
+            std::mem::size_of_val(&r.shared.read(get.clone()))
+        );
+        eprintln!(
+            "read_and_repair {}",
+            std::mem::size_of_val(&r.shared.read_and_repair(get.clone(), None))
+        );
+        eprintln!(
+            "set {}",
+            std::mem::size_of_val(&r.shared.set(Command::MetaSet(set.clone())))
+        );
+        eprintln!(
+            "touch {}",
+            std::mem::size_of_val(&r.shared.touch(get.clone()))
+        );
+        eprintln!(
+            "delete {}",
+            std::mem::size_of_val(&r.shared.delete(memha_proto::MetaDelete::new(key.clone())))
+        );
+        eprintln!(
+            "coordinated {}",
+            std::mem::size_of_val(&r.shared.coordinated(key.clone(), Command::MetaNoop))
+        );
+        eprintln!(
+            "flush {}",
+            std::mem::size_of_val(&r.shared.flush_all(Command::MetaNoop))
+        );
         let node = crate::node::NodeStackBuilder::new().build("127.0.0.1:1".parse().unwrap());
-        eprintln!("node send {}", std::mem::size_of_val(&node.send(Command::MetaNoop, std::time::Duration::from_secs(1))));
-        let client = crate::Client::builder().node("127.0.0.1:1".parse().unwrap()).build_single_node().unwrap();
+        eprintln!(
+            "node send {}",
+            std::mem::size_of_val(&node.send(Command::MetaNoop, std::time::Duration::from_secs(1)))
+        );
+        let client = crate::Client::builder()
+            .node("127.0.0.1:1".parse().unwrap())
+            .build_single_node()
+            .unwrap();
         eprintln!("client get {}", std::mem::size_of_val(&client.get("k")));
-        eprintln!("client send {}", std::mem::size_of_val(&client.send(Command::MetaNoop)));
-        eprintln!("client set {}", std::mem::size_of_val(&client.set("k", "v").send()));
-        eprintln!("nodecall {}", std::mem::size_of::<crate::node::call::NodeCall>());
+        eprintln!(
+            "client send {}",
+            std::mem::size_of_val(&client.send(Command::MetaNoop))
+        );
+        eprintln!(
+            "client set {}",
+            std::mem::size_of_val(&client.set("k", "v").send())
+        );
+        eprintln!(
+            "nodecall {}",
+            std::mem::size_of::<crate::node::call::NodeCall>()
+        );
         eprintln!("sleep {}", std::mem::size_of::<tokio::time::Sleep>());
-        eprintln!("command {} reply {} result {}", std::mem::size_of::<Command>(), std::mem::size_of::<Reply>(), std::mem::size_of::<Result<Reply, Error>>());
+        eprintln!(
+            "command {} reply {} result {}",
+            std::mem::size_of::<Command>(),
+            std::mem::size_of::<Reply>(),
+            std::mem::size_of::<Result<Reply, Error>>()
+        );
     }
 }

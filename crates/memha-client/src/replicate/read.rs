@@ -127,7 +127,10 @@ impl Shared {
         let mut calls = Calls::new(deadline.as_mut(), self.probe_timeout, Order::Sent);
         for &(i, repair) in repairs {
             let member = asked[i].member;
-            calls.push(member, member.start(repair_command(caller, best, exptime, repair)));
+            calls.push(
+                member,
+                member.start(repair_command(caller, best, exptime, repair)),
+            );
         }
         let mut primary_cas = None;
         while let Some((member, result)) = calls.next().await {

@@ -111,10 +111,8 @@ impl Shared {
     /// `flush_all` on every writable node.
     pub(super) async fn flush_all(&self, command: Command) -> Result<Reply, Error> {
         let members = self.members.snapshot();
-        let targets: Vec<&Arc<Member>> = members
-            .iter()
-            .filter(|m| m.state().is_writable())
-            .collect();
+        let targets: Vec<&Arc<Member>> =
+            members.iter().filter(|m| m.state().is_writable()).collect();
         if targets.is_empty() {
             return Err(self.no_nodes(&members));
         }
