@@ -416,15 +416,13 @@ async fn rustls_settings_of_your_own() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the health probes of a replicated client to use the connection's TLS \
-            (`ConnectionConfig::probe` in `Replicate::add_node`)"]
 async fn a_replicated_client_over_tls() {
     let ca = Ca::new("memha test CA");
     let nodes = [TlsNode::start(&ca, None), TlsNode::start(&ca, None)];
     let client = Client::builder()
         .nodes(nodes.iter().map(|node| node.addr))
         .timeout(Duration::from_secs(2))
-        .connection(tls(trusting(&ca).build().unwrap()))
+        .tls(trusting(&ca).build().unwrap())
         .build()
         .await
         .unwrap();

@@ -444,6 +444,13 @@ impl<L> ClientBuilder<L> {
         self.map_connection(|config| config.limits(limits))
     }
 
+    /// Speaks TLS to every node (feature `tls`), health probes included;
+    /// see [`ConnectionConfig::tls`].
+    #[cfg(feature = "tls")]
+    pub fn tls(self, tls: crate::TlsConfig) -> Self {
+        self.map_connection(|config| config.tls(tls))
+    }
+
     /// All connection settings at once.
     pub fn connection(mut self, config: ConnectionConfig) -> Self {
         self.stack = self.stack.connection(config);
@@ -543,6 +550,7 @@ impl<L> ClientBuilder<L> {
             self.replication.clone(),
             self.health.clone(),
             self.stack.get_timeout(),
+            self.stack.get_connection().clone(),
             Box::new(move |addr, health| stack.build_with_health(addr, health)),
         );
         for &addr in &self.nodes {

@@ -37,7 +37,7 @@ use std::task::{Context, Poll};
 
 use futures_util::future::Either;
 use memha_discovery::{NodeAddr, NodeId, Watcher};
-use memha_health::{HealthConfig, HealthTable, MemcachedProbe, NodeHealth};
+use memha_health::{HealthConfig, HealthTable, NodeHealth};
 use memha_proto::{Command, Key, SetMode};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tower::discover::Change;
@@ -49,6 +49,7 @@ pub use counters::{NodeStatus, Stats};
 use self::coordinate::KeyLocks;
 use self::counters::Counters;
 use self::members::{Member, Members};
+use crate::connection::ConnectionConfig;
 use crate::error::{Error, ErrorKind};
 use crate::node::NodeService;
 
@@ -70,6 +71,8 @@ pub(crate) struct Shared {
     counters: Counters,
     key_locks: KeyLocks,
     make_node: MakeNode,
+    /// How probes reach the nodes: as their connections do (TLS included).
+    connection: ConnectionConfig,
     /// The node stack's timeout: also bounds probes and waiting for room.
     probe_timeout: std::time::Duration,
     // Stops the discovery task when the last handle goes.
@@ -82,6 +85,7 @@ impl Replicate {
         config: ReplicationConfig,
         health: HealthConfig,
         probe_timeout: std::time::Duration,
+        connection: ConnectionConfig,
         make_node: MakeNode,
     ) -> Replicate {
         let token = CancellationToken::new();
@@ -97,6 +101,7 @@ impl Replicate {
             counters: Counters::default(),
             config,
             make_node,
+            connection,
             probe_timeout,
             _discovery: token.clone().drop_guard(),
             discovery: token,
@@ -111,7 +116,7 @@ impl Replicate {
         if shared.members.get(addr).is_some() {
             return;
         }
-        let probe = MemcachedProbe::new(addr).with_timeout(shared.probe_timeout);
+        let probe = shared.connection.probe(addr, shared.probe_timeout);
         let health = shared.health.add_node(addr, probe);
         let service = (shared.make_node)(addr, health.clone());
         let member = Member::new(
