@@ -61,6 +61,11 @@
 //! # }
 //! ```
 //!
+//! Each operation runs in a `memha` span at `DEBUG`, where the
+//! replication layer reports repairs, divergences and failovers; keys are
+//! traced as a hash, never as themselves, and values never.
+//! [`Stats`] counts the same events.
+//!
 //! A client of a single node without replication or health checks:
 //! [`Client::new`] or [`ClientBuilder::build_single_node`].
 //!
@@ -216,6 +221,7 @@ mod key;
 mod node;
 mod replicate;
 mod retry;
+mod trace;
 mod ttl;
 
 pub use client::{ArithmeticRequest, Client, ClientBuilder, StoreRequest};

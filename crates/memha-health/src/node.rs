@@ -119,6 +119,11 @@ impl NodeHealth {
         self.shared.failures.load(Ordering::Relaxed)
     }
 
+    /// How many state changes the node went through since it was added.
+    pub fn transition_count(&self) -> u64 {
+        self.shared.lock().epoch
+    }
+
     /// What the last successful probe reported, if any probe succeeded yet.
     pub fn last_report(&self) -> Option<ProbeReport> {
         self.shared.lock().last_report.clone()

@@ -21,6 +21,7 @@ use memha_proto::{
 use tokio::time::Instant;
 use tower::layer::util::{Identity, Stack};
 use tower::{Service, ServiceExt};
+use tracing::Instrument;
 
 pub use request::{ArithmeticRequest, StoreRequest};
 
@@ -31,6 +32,7 @@ use crate::key::{IntoKey, Key};
 use crate::node::{BoxedService, NodeService, NodeStackBuilder};
 use crate::replicate::{Replicate, ReplicationConfig};
 use crate::retry::RetryPolicy;
+use crate::trace;
 use crate::Ttl;
 
 /// An async memcached client. Cheap to clone: clones share the connection.
@@ -117,12 +119,19 @@ impl Client {
     pub fn send(&self, command: Command) -> impl Future<Output = Result<Reply, Error>> + Send + '_ {
         // Not an `async fn`: the command is not kept once more in the future,
         // which every operation awaits (and so moves) whole.
-        match &self.inner.backend {
+        let span = trace::operation_span(&command);
+        let sent = match &self.inner.backend {
             Backend::Node(node) => Either::Left(node.send(command, self.inner.timeout)),
             Backend::Cluster(cluster) => Either::Right(Either::Left(cluster.send(command))),
             Backend::Service(service) => {
                 Either::Right(Either::Right(self.send_through(service.clone(), command)))
             }
+        };
+        // Without a subscriber that wants it, the span is not entered on
+        // every poll.
+        match span.is_disabled() {
+            true => Either::Left(sent),
+            false => Either::Right(sent.instrument(span)),
         }
     }
 
@@ -209,6 +218,11 @@ impl Client {
             .into_iter()
             .map(IntoKey::into_key)
             .collect::<Result<Vec<Key>, Error>>()?;
+        let span = trace::get_many_span(keys.len());
+        self.get_keys(keys).instrument(span).await
+    }
+
+    async fn get_keys(&self, keys: Vec<Key>) -> Result<Vec<Option<Item>>, Error> {
         let mut service = self.service();
         let mut answers = Vec::with_capacity(keys.len());
         for key in keys {

@@ -13,6 +13,8 @@ pub(crate) struct Counters {
     pub(crate) partial_writes: AtomicU64,
     pub(crate) invalidated: AtomicU64,
     pub(crate) flushes: AtomicU64,
+    pub(crate) nodes_added: AtomicU64,
+    pub(crate) nodes_removed: AtomicU64,
 }
 
 impl Counters {
@@ -24,6 +26,8 @@ impl Counters {
             partial_writes: self.partial_writes.load(Relaxed),
             invalidated: self.invalidated.load(Relaxed),
             flushes: self.flushes.load(Relaxed),
+            nodes_added: self.nodes_added.load(Relaxed),
+            nodes_removed: self.nodes_removed.load(Relaxed),
             nodes,
         }
     }
@@ -39,6 +43,8 @@ pub struct NodeStatus {
     pub state: NodeState,
     /// Keys journaled for it while it was away.
     pub journaled: usize,
+    /// State changes it went through (Down, Rejoining, Up...) since it was added.
+    pub transitions: u64,
 }
 
 /// A snapshot of the replication layer's counters.
@@ -57,6 +63,10 @@ pub struct Stats {
     pub invalidated: u64,
     /// Returning nodes flushed because their journal overflowed (or by policy).
     pub flushes: u64,
+    /// Nodes added, by the builder's list or by discovery.
+    pub nodes_added: u64,
+    /// Nodes removed by discovery.
+    pub nodes_removed: u64,
     /// Every node and its state.
     pub nodes: Vec<NodeStatus>,
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use memha_health::Observation;
 use memha_proto::{Command, Key, MetaDelete, MetaStatus, Reply};
 use tokio::time::{Instant, Sleep};
+use tracing::Instrument;
 
 use super::members::Member;
 use crate::error::Error;
@@ -184,7 +185,7 @@ pub(crate) async fn write<'a>(
             .into_pending()
             .map(|(member, call)| (Arc::clone(member), call))
             .collect();
-        tokio::spawn(finish(pending, key.cloned(), deadline_at, timeout));
+        tokio::spawn(finish(pending, key.cloned(), deadline_at, timeout).in_current_span());
     }
     gathered
 }

@@ -23,7 +23,7 @@ mod counters;
 mod fanout;
 mod journal;
 mod members;
-mod placement;
+pub(crate) mod placement;
 mod read;
 mod rejoin;
 mod resolve;
@@ -127,6 +127,10 @@ impl Replicate {
             shared.probe_timeout,
         );
         if shared.members.insert(Arc::new(member)) {
+            shared
+                .counters
+                .nodes_added
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(node = %addr, "node added");
         }
     }
@@ -136,6 +140,8 @@ impl Replicate {
     pub fn remove_node(&self, addr: SocketAddr) {
         if self.shared.members.remove(addr).is_some() {
             self.shared.health.remove_node(addr);
+            let removed = &self.shared.counters.nodes_removed;
+            removed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(node = %addr, "node removed");
         }
     }
@@ -156,6 +162,7 @@ impl Replicate {
                 addr: m.addr,
                 state: m.state(),
                 journaled: m.journal().len(),
+                transitions: m.health.transition_count(),
             })
             .collect();
         self.shared.counters.snapshot(nodes)
@@ -308,9 +315,12 @@ impl Shared {
         })
     }
 
-    /// Keys are often session ids: traces carry a hash, never the key.
-    fn key_hash(&self, key: &Key) -> u64 {
-        placement::score(0x006d_656d_6861, key.as_bytes())
+    /// A repair was written to `node`: counted and traced (by key hash).
+    fn repaired(&self, node: SocketAddr, key: &Key, why: &'static str) {
+        self.counters
+            .repairs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(%node, key_hash = crate::trace::key_hash(key), why, "repaired");
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use futures_util::future::Either;
 use memha_proto::{Command, MetaFlags, MetaGet, MetaReply, MetaSet, MetaStatus, Reply, SetMode};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::fanout::{Calls, Order};
 use super::members::{Member, Placement};
@@ -47,7 +48,9 @@ impl Shared {
     async fn read_first_hit(self: &Arc<Self>, get: MetaGet) -> Result<Reply, Error> {
         let (first_hit, early) = oneshot::channel();
         let this = self.clone();
-        let full = tokio::spawn(async move { this.read_and_repair(get, Some(first_hit)).await });
+        let full = tokio::spawn(
+            async move { this.read_and_repair(get, Some(first_hit)).await }.in_current_span(),
+        );
         match early.await {
             Ok(hit) => Ok(hit),
             // No hit came early: the whole read's answer is the answer.
@@ -77,6 +80,10 @@ impl Shared {
         let mut asked = self.ask(first, &command, &mut first_hit).await;
         if !asked.iter().any(|a| matches!(a.read, NodeRead::Hit(_))) && !rest.is_empty() {
             self.counters.miss_failovers.fetch_add(1, Relaxed);
+            tracing::debug!(
+                key_hash = crate::trace::key_hash(&caller.key),
+                "subset missed; asking the other nodes"
+            );
             asked.extend(self.ask(rest, &command, &mut first_hit).await);
         }
 
@@ -93,7 +100,10 @@ impl Shared {
         };
         if resolution.diverged {
             self.counters.divergences.fetch_add(1, Relaxed);
-            tracing::debug!(key_hash = self.key_hash(&caller.key), "replicas diverged");
+            tracing::debug!(
+                key_hash = crate::trace::key_hash(&caller.key),
+                "replicas diverged"
+            );
         }
         let mut answer = asked[winner].reply.take().expect("a hit has a reply");
         if !resolution.repairs.is_empty() {
@@ -136,7 +146,7 @@ impl Shared {
         while let Some((member, result)) = calls.next().await {
             if let Ok(Reply::Meta(meta)) = &result {
                 if meta.status == MetaStatus::Stored {
-                    self.counters.repairs.fetch_add(1, Relaxed);
+                    self.repaired(member.addr, &caller.key, "read");
                     if Arc::ptr_eq(member, primary) {
                         primary_cas = meta.flags.cas;
                     }
@@ -235,7 +245,7 @@ impl Shared {
         let repair = repair_command(&caller, best, exptime, Repair::Add);
         if let Ok(Reply::Meta(meta)) = primary.call(repair).await {
             if meta.status == MetaStatus::Stored {
-                self.counters.repairs.fetch_add(1, Relaxed);
+                self.repaired(primary.addr, &caller.key, "primary missed");
             }
         }
         Ok(())

@@ -46,6 +46,7 @@ impl RejoinHook for MakeSafe {
                 match member.call(flush).await {
                     Ok(Reply::Ok) => {
                         shared.counters.flushes.fetch_add(1, Relaxed);
+                        tracing::info!(node = %info.node, "returning node flushed");
                         Ok(())
                     }
                     other => {
@@ -81,7 +82,10 @@ impl RejoinHook for MakeSafe {
                     }
                 }
                 match failed {
-                    0 => Ok(()),
+                    0 => {
+                        tracing::info!(node = %info.node, keys = keys.len(), "returning node's missed keys invalidated");
+                        Ok(())
+                    }
                     n => Err(format!("{n} invalidations on {} failed", info.node).into()),
                 }
             }

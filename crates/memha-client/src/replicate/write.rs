@@ -98,7 +98,7 @@ impl Shared {
         while let Some((member, result)) = repairs.next().await {
             if let Ok(Reply::Meta(meta)) = result {
                 if meta.status == MetaStatus::Stored {
-                    self.counters.repairs.fetch_add(1, Relaxed);
+                    self.repaired(member.addr, &caller.key, "touch");
                     if primary.is_some_and(|p| Arc::ptr_eq(p, member)) {
                         answer.flags.cas = meta.flags.cas;
                     }
@@ -169,6 +169,12 @@ impl Shared {
         }
         self.counters.partial_writes.fetch_add(1, Relaxed);
         let failed = gathered.failed();
+        tracing::debug!(
+            acked = gathered.acked,
+            required,
+            ?failed,
+            "write not acknowledged by enough nodes"
+        );
         let first_error = gathered
             .answers
             .iter()
