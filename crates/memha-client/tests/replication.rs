@@ -555,3 +555,41 @@ async fn a_returning_node_that_missed_more_than_its_journal_holds_is_flushed() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_queued_behind_a_hung_primary_fail_in_time() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let addrs = cluster.addrs();
+    // The hung node stays Up (it never reaches the threshold), so every
+    // coordinated call on the key goes to it and holds the key's lock.
+    let client = Client::builder()
+        .nodes(addrs.iter().copied())
+        .timeout(TIMEOUT)
+        .health(fast_health().with_timeout_threshold(1_000))
+        .build()
+        .await
+        .unwrap();
+    wait_all_up(&client, 3).await;
+    let primary = client.cluster().unwrap().placement("queued")[0];
+    let index = addrs.iter().position(|&a| a == primary).unwrap();
+    cluster.node(index).pause().unwrap();
+    let calls: Vec<_> = (0..40)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let result = client.add("queued", format!("v{i}")).await;
+                (started.elapsed(), result)
+            })
+        })
+        .collect();
+    // Forty calls one after the other would take far longer: each waits at
+    // most one timeout for the lock, then makes its own rounds.
+    let budget = TIMEOUT * 8 + Duration::from_millis(250);
+    for call in calls {
+        let (elapsed, result) = call.await.unwrap();
+        assert!(elapsed <= budget, "{elapsed:?} > {budget:?}: {result:?}");
+        assert!(result.is_err(), "the primary is hung: {result:?}");
+    }
+    cluster.node(index).resume().unwrap();
+}

@@ -425,13 +425,13 @@ pub fn check(input: &CheckInput<'_>) -> Findings {
 /// - `add` (decided by the key's primary): the primary read, the other
 ///   nodes read and the primary repaired when it missed, the add itself,
 ///   the primary read again for its copy, the copy written to the others
-///   (and clean-ups): 7, plus waiting for another coordinated call on a key
-///   of the same lock stripe, which is not bounded.
+///   (and clean-ups): 7, plus at most one waiting for an earlier
+///   coordinated call on a key of the same lock stripe: 8.
 pub fn timeouts(op: &Op) -> u32 {
     match op {
         Op::Get | Op::Touch { .. } => 3,
         Op::Set { .. } | Op::Delete => 2,
-        Op::Add { .. } => 7,
+        Op::Add { .. } => 8,
     }
 }
 

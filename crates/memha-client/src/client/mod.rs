@@ -102,7 +102,7 @@ impl Client {
         }
     }
 
-    /// The bound on every operation.
+    /// The bound on each request to a node (see [`ClientBuilder::timeout`]).
     pub fn timeout(&self) -> Duration {
         self.inner.timeout
     }
@@ -435,8 +435,12 @@ impl<L> ClientBuilder<L> {
         self
     }
 
-    /// The most an operation may take, retries and waiting for room in the
-    /// connection included (default 1 s).
+    /// The most one request to one node may take, retries and waiting for
+    /// room in the connection included (default 1 s). On a single node it
+    /// bounds each operation; a replicated operation makes up to three
+    /// rounds of node requests (eight for one the key's primary decides:
+    /// add, replace, cas, append, prepend, incr/decr, its wait for the
+    /// key's lock included).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.stack = self.stack.timeout(timeout);
         self

@@ -1,6 +1,7 @@
 //! Conditional and read-modify-write operations, decided by the key's primary.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use memha_health::Observation;
 use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaSet, MetaStatus, Reply};
@@ -8,7 +9,7 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use super::members::{Member, Placement};
 use super::Shared;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::Ttl;
 
 /// Serialises the coordinated operations of this client on one key, so the
@@ -25,16 +26,25 @@ impl KeyLocks {
         }
     }
 
-    async fn lock(&self, key: &Key) -> MutexGuard<'_, ()> {
+    /// Waits at most `timeout` for the key's stripe: behind a call stuck on
+    /// a hung node, the others fail in time rather than queue without end.
+    /// Nothing was sent when this fails.
+    async fn lock(&self, key: &Key, timeout: Duration) -> Result<MutexGuard<'_, ()>, Error> {
         let stripe = super::placement::score(0, key.as_bytes()) as usize % self.stripes.len();
-        self.stripes[stripe].lock().await
+        tokio::time::timeout(timeout, self.stripes[stripe].lock())
+            .await
+            .map_err(|_| {
+                Error::new(ErrorKind::Timeout).with_detail(format!(
+                    "an earlier operation on a key of the same lock stripe took over {timeout:?}"
+                ))
+            })
     }
 }
 
 impl Shared {
     /// The primary decides `command`; what it then holds is written to the others.
     pub(super) async fn coordinated(&self, key: Key, command: Command) -> Result<Reply, Error> {
-        let _serialised = self.key_locks.lock(&key).await;
+        let _serialised = self.key_locks.lock(&key, self.probe_timeout).await?;
         let members = self.members.snapshot();
         let placement = Placement::of(&members, key.as_bytes());
         let Some(primary) = placement.primary().cloned() else {
