@@ -206,12 +206,20 @@ impl Service<Command> for Connection {
     /// # Panics
     ///
     /// If `poll_ready` did not return `Ready(Ok)` first.
-    fn call(&mut self, command: Command) -> ResponseFuture {
+    fn call(&mut self, mut command: Command) -> ResponseFuture {
+        self.send(&mut command)
+    }
+}
+
+impl Connection {
+    /// [`call`](Service::call) with a borrowed command, given back as it
+    /// came: the node stack keeps it for a retry without copying it.
+    pub(crate) fn send(&mut self, command: &mut Command) -> ResponseFuture {
         assert!(
             std::mem::take(&mut self.reserved),
             "Connection::call without a successful poll_ready"
         );
-        match self.owner.shared.submit(&command) {
+        match self.owner.shared.submit(command) {
             Ok(reply) => ResponseFuture::waiting(reply, Arc::clone(&self.owner)),
             Err(error) => ResponseFuture::failed(error),
         }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
-use memha_proto::{Command, Reply, ReplyDecoder, ReplyKind};
+use memha_proto::{Command, Limits, Reply, ReplyDecoder, ReplyKind};
 use tokio::sync::{oneshot, Notify, Semaphore};
 
 use super::config::ConnectionConfig;
@@ -204,7 +204,11 @@ impl Shared {
     /// else is in flight, writes it from the calling task at once; otherwise
     /// the writer task sends it with the others that arrive before it runs.
     /// A request refused here gives its place back at once.
-    pub(super) fn submit(self: &Arc<Self>, command: &Command) -> Result<ReplyReceiver, Error> {
+    ///
+    /// `command` is only borrowed, so a caller that may retry keeps it
+    /// without a copy; it is given back as it came (its opaque token is
+    /// set for the encoding only).
+    pub(super) fn submit(self: &Arc<Self>, command: &mut Command) -> Result<ReplyReceiver, Error> {
         let result = self.enqueue(command);
         if result.is_err() {
             self.release(1);
@@ -212,7 +216,7 @@ impl Shared {
         result
     }
 
-    fn enqueue(self: &Arc<Self>, command: &Command) -> Result<ReplyReceiver, Error> {
+    fn enqueue(self: &Arc<Self>, command: &mut Command) -> Result<ReplyReceiver, Error> {
         let kind = reply_kind(command).map_err(|err| err.with_node(self.addr))?;
         let mut guard = self.lock();
         let state = &mut *guard;
@@ -228,21 +232,23 @@ impl Shared {
             LinkState::Idle | LinkState::Backoff { .. } => self.start_connect(state)?,
             LinkState::Connecting | LinkState::Connected(_) => {}
         }
-        let opaque = state.requests as u32;
-        let tagged = self
-            .config
-            .reply_tokens
-            .then(|| tag(command, opaque))
-            .flatten();
-        let (command, opaque) = match &tagged {
-            Some((tagged, opaque)) => (tagged, Some(*opaque)),
-            None => (command, None),
-        };
         let before = state.out.len();
-        if let Err(err) = command.encode(&mut state.out, &self.config.limits) {
-            state.out.truncate(before);
-            return Err(Error::from_proto(err).with_node(self.addr));
-        }
+        let limits = &self.config.limits;
+        let tagged = match self.config.reply_tokens {
+            true => encode_tagged(command, state.requests as u32, &mut state.out, limits),
+            false => None,
+        };
+        let encoded = match tagged {
+            Some(tagged) => tagged.map(Some),
+            None => command.encode(&mut state.out, limits).map(|()| None),
+        };
+        let opaque = match encoded {
+            Ok(opaque) => opaque,
+            Err(err) => {
+                state.out.truncate(before);
+                return Err(Error::from_proto(err).with_node(self.addr));
+            }
+        };
         state.encoded += (state.out.len() - before) as u64;
         let (reply, receiver) = oneshot::channel();
         state.queue.push_back(Pending {
@@ -464,25 +470,38 @@ fn is_current(state: &State, link: &Arc<Link>) -> bool {
     matches!(&state.link, LinkState::Connected(current) if Arc::ptr_eq(current, link))
 }
 
-/// `command` with an opaque token to echo, or `None` for commands that
-/// carry none (classic ones, `mn`). A caller's own token is kept and checked.
-fn tag(command: &Command, token: u32) -> Option<(Command, u32)> {
-    let mut tagged = match command {
-        Command::MetaGet(_)
-        | Command::MetaSet(_)
-        | Command::MetaDelete(_)
-        | Command::MetaArithmetic(_) => command.clone(),
-        _ => return None,
-    };
-    let opaque = match &mut tagged {
-        Command::MetaGet(c) => &mut c.opaque,
-        Command::MetaSet(c) => &mut c.opaque,
-        Command::MetaDelete(c) => &mut c.opaque,
-        Command::MetaArithmetic(c) => &mut c.opaque,
-        _ => unreachable!("only meta data commands are tagged"),
-    };
-    let token = *opaque.get_or_insert(token);
-    Some((tagged, token))
+/// Encodes `command` with an opaque token to echo (a caller's own token is
+/// kept and checked), and returns the token; `None`, with nothing encoded,
+/// for commands that carry none (classic ones, `mn`). The token is set in
+/// place for the encoding only: tagging a copy would clone the key and the
+/// value of every request.
+fn encode_tagged(
+    command: &mut Command,
+    token: u32,
+    out: &mut BytesMut,
+    limits: &Limits,
+) -> Option<Result<u32, memha_proto::Error>> {
+    let slot = opaque_slot(command)?;
+    let own = slot.is_some();
+    let token = *slot.get_or_insert(token);
+    let encoded = command.encode(out, limits);
+    if !own {
+        if let Some(slot) = opaque_slot(command) {
+            *slot = None;
+        }
+    }
+    Some(encoded.map(|()| token))
+}
+
+/// The opaque token field of a meta data command.
+fn opaque_slot(command: &mut Command) -> Option<&mut Option<u32>> {
+    match command {
+        Command::MetaGet(c) => Some(&mut c.opaque),
+        Command::MetaSet(c) => Some(&mut c.opaque),
+        Command::MetaDelete(c) => Some(&mut c.opaque),
+        Command::MetaArithmetic(c) => Some(&mut c.opaque),
+        _ => None,
+    }
 }
 
 /// The kind of answer `command` gets. Commands the server may leave
@@ -550,4 +569,54 @@ pub(super) fn dispatch(
     };
     shared.answered(replies);
     result.map(|()| replies)
+}
+
+#[cfg(test)]
+mod tests {
+    use memha_proto::{Key, MetaGet};
+
+    use super::*;
+
+    fn get(opaque: Option<u32>) -> Command {
+        let mut get = MetaGet::new(Key::new("k").unwrap());
+        get.opaque = opaque;
+        Command::MetaGet(get)
+    }
+
+    #[test]
+    fn tagging_encodes_the_token_and_gives_the_command_back_untouched() {
+        let mut out = BytesMut::new();
+        let mut command = get(None);
+        let token = encode_tagged(&mut command, 7, &mut out, &Limits::DEFAULT);
+        assert_eq!(token.unwrap().unwrap(), 7);
+        assert_eq!(&out[..], b"mg k O7\r\n");
+        // A retry sends it afresh, with a token of its own.
+        assert!(matches!(
+            command,
+            Command::MetaGet(MetaGet { opaque: None, .. })
+        ));
+    }
+
+    #[test]
+    fn tagging_keeps_a_callers_own_token() {
+        let mut out = BytesMut::new();
+        let mut command = get(Some(42));
+        let token = encode_tagged(&mut command, 7, &mut out, &Limits::DEFAULT);
+        assert_eq!(token.unwrap().unwrap(), 42);
+        assert!(matches!(
+            command,
+            Command::MetaGet(MetaGet {
+                opaque: Some(42),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn commands_without_tokens_are_left_to_the_caller() {
+        let mut out = BytesMut::new();
+        let token = encode_tagged(&mut Command::MetaNoop, 7, &mut out, &Limits::DEFAULT);
+        assert!(token.is_none());
+        assert!(out.is_empty());
+    }
 }

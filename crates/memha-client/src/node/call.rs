@@ -37,10 +37,24 @@ impl Attempts {
         }
     }
 
-    fn call(&mut self, command: Command) -> Attempt {
+    /// Sends `command`, taking it if no retry may need it again. Only the
+    /// user's layers need a copy to keep one: the connection borrows it.
+    fn call(&mut self, command: &mut Option<Command>, keep: bool) -> Attempt {
         match self {
-            Attempts::Connection(connection) => Attempt::Connection(connection.call(command)),
-            Attempts::Layered(service) => Attempt::Layered(service.call(command)),
+            Attempts::Connection(connection) => {
+                let attempt = connection.send(command.as_mut().expect("a command to send"));
+                if !keep {
+                    *command = None;
+                }
+                Attempt::Connection(attempt)
+            }
+            Attempts::Layered(service) => {
+                let command = match keep {
+                    true => command.clone(),
+                    false => command.take(),
+                };
+                Attempt::Layered(service.call(command.expect("a command to send")))
+            }
         }
     }
 }
@@ -109,13 +123,14 @@ pub(crate) struct NodeCall {
     route: Route,
     retries_left: usize,
     step: Step,
-    /// A copy of the command in flight, kept while a retry may need it.
-    resend: Option<Command>,
+    /// The command: to send while `Queued`; once sent, kept while a retry
+    /// may need it.
+    command: Option<Command>,
 }
 
 enum Step {
     /// Waiting for room to send the command.
-    Queued(Command),
+    Queued,
     InFlight(Attempt),
     /// Refused before anything was sent; reported by the next poll.
     Refused(Error),
@@ -129,8 +144,8 @@ impl NodeCall {
         NodeCall {
             retries_left: route.max_retries,
             route,
-            step: Step::Queued(command),
-            resend: None,
+            step: Step::Queued,
+            command: Some(command),
         }
     }
 
@@ -146,6 +161,7 @@ impl NodeCall {
     /// (the requests filling the window count).
     pub(crate) fn time_out(&mut self, timeout: Duration) -> Error {
         let error = Error::new(ErrorKind::Timeout).with_node(self.route.addr);
+        self.command = None;
         match std::mem::replace(&mut self.step, Step::Done) {
             Step::InFlight(_) => {
                 self.route.record(Observation::Timeout);
@@ -157,21 +173,18 @@ impl NodeCall {
 
     /// Waits for room, then sends the queued command (or keeps why not).
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if !matches!(self.step, Step::Queued(_)) {
+        if !matches!(self.step, Step::Queued) {
             return Poll::Ready(());
         }
-        let ready = ready!(self.route.poll_ready(cx));
-        let Step::Queued(command) = std::mem::replace(&mut self.step, Step::Done) else {
-            unreachable!("checked above")
-        };
-        self.step = match ready {
+        self.step = match ready!(self.route.poll_ready(cx)) {
             Ok(()) => {
-                if self.retries_left > 0 {
-                    self.resend = Some(command.clone());
-                }
-                Step::InFlight(self.route.attempts.call(command))
+                let keep = self.retries_left > 0;
+                Step::InFlight(self.route.attempts.call(&mut self.command, keep))
             }
-            Err(error) => Step::Refused(error),
+            Err(error) => {
+                self.command = None;
+                Step::Refused(error)
+            }
         };
         Poll::Ready(())
     }
@@ -192,7 +205,7 @@ impl Future for NodeCall {
                     };
                     return Poll::Ready(Err(error));
                 }
-                Step::Queued(_) | Step::Done => panic!("NodeCall polled after completion"),
+                Step::Queued | Step::Done => panic!("NodeCall polled after completion"),
             };
             let result = ready!(Pin::new(attempt).poll(cx));
             this.step = Step::Done;
@@ -201,15 +214,18 @@ impl Future for NodeCall {
                 Ok(reply) => return Poll::Ready(Ok(reply)),
                 Err(error) => error,
             };
-            match this.resend.take() {
-                Some(command) if RetryPolicy::is_retry_safe(&command, &error) => {
-                    this.retries_left -= 1;
-                    let node = this.route.addr;
-                    tracing::debug!(%node, %error, remaining = this.retries_left, "retrying");
-                    this.step = Step::Queued(command);
-                }
-                _ => return Poll::Ready(Err(error.with_node(this.route.addr))),
+            let retry = this
+                .command
+                .as_ref()
+                .is_some_and(|command| RetryPolicy::is_retry_safe(command, &error));
+            if !retry {
+                this.command = None;
+                return Poll::Ready(Err(error.with_node(this.route.addr)));
             }
+            this.retries_left -= 1;
+            let node = this.route.addr;
+            tracing::debug!(%node, %error, remaining = this.retries_left, "retrying");
+            this.step = Step::Queued;
         }
     }
 }
