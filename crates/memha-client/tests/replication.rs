@@ -12,7 +12,7 @@ use memha_client::{
     AckPolicy, Client, HealthConfig, NodeState, ReplicationConfig, StoreOutcome, Ttl,
 };
 use memha_discovery::{async_trait, NodeAddr, NodeSource};
-use memha_tests::{raw_roundtrip, MemcachedCluster};
+use memha_tests::{raw_roundtrip, FaultProxy, MemcachedCluster, ProxyMode};
 
 const TIMEOUT: Duration = Duration::from_millis(300);
 
@@ -592,4 +592,70 @@ async fn calls_queued_behind_a_hung_primary_fail_in_time() {
         assert!(result.is_err(), "the primary is hung: {result:?}");
     }
     cluster.node(index).resume().unwrap();
+}
+
+/// A node restarts unnoticed (no request in flight, its next probe not due),
+/// takes writes again, then goes away and misses one. When it returns, its
+/// probe says "restarted" (against the report from before the restart): it
+/// must still lose the keys it missed, or it serves the value from before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promise_2_a_restart_seen_late_does_not_excuse_missed_writes() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let addrs = cluster.addrs();
+    let proxies: Vec<FaultProxy> = addrs
+        .iter()
+        .map(|&a| FaultProxy::start(a).unwrap())
+        .collect();
+    let via: Vec<SocketAddr> = proxies.iter().map(FaultProxy::addr).collect();
+    let client = Client::builder()
+        .nodes(via.iter().copied())
+        .timeout(TIMEOUT)
+        .health(fast_health().with_up_interval(Duration::from_secs(3600)))
+        .build()
+        .await
+        .unwrap();
+    wait_all_up(&client, 3).await;
+    let cluster_view = client.cluster().unwrap();
+    // A key whose primary is node 0, so its copy would win a divergence.
+    let key = (0..)
+        .map(|i| format!("late:{i}"))
+        .find(|key| cluster_view.placement(key)[0] == via[0])
+        .unwrap();
+    client.set(key.as_str(), "v1").await.unwrap();
+
+    let node0 = cluster_view.node(via[0]).unwrap();
+    let disconnects = node0.connection_metrics().unwrap().disconnects;
+    cluster.node(0).restart().unwrap();
+    // The idle connection sees the close and reconnects on the next request.
+    while node0.connection_metrics().unwrap().disconnects == disconnects {
+        tokio::task::yield_now().await;
+    }
+    client.set(key.as_str(), "v2").await.unwrap();
+    assert_eq!(on_node(addrs[0], &key).unwrap().0, b"v2");
+    assert_eq!(cluster_view.health().state(via[0]), Some(NodeState::Up));
+
+    // Cut off, it misses v3 for good; back, it is found "restarted".
+    proxies[0].set_mode(ProxyMode::Drop);
+    assert!(client.set(key.as_str(), "v3").await.is_err());
+    assert_eq!(on_node(addrs[1], &key).unwrap().0, b"v3");
+    assert_eq!(on_node(addrs[0], &key).unwrap().0, b"v2");
+    let mut transitions = cluster_view.health().transitions();
+    proxies[0].set_mode(ProxyMode::Pass);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(t) = transitions.recv().await {
+            if t.node == via[0] && t.to == NodeState::Up {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("node 0 returns");
+
+    assert_ne!(
+        on_node(addrs[0], &key).map(|(value, ..)| value),
+        Some(b"v2".to_vec()),
+        "the returning node kept a value it was known to have missed"
+    );
+    let item = client.get(key.as_str()).await.unwrap().unwrap();
+    assert_eq!(item.value, "v3");
 }

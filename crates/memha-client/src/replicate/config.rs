@@ -27,8 +27,9 @@ impl AckPolicy {
     }
 }
 
-/// What is done to a node that returns without having restarted (it was
-/// paused or partitioned, so it may hold stale values and missed deletes).
+/// What is done to a node that returns after being Down (paused,
+/// partitioned, or restarted: a restart may predate writes it took before it
+/// went away), so it may hold stale values and missed deletes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum RejoinPolicy {
