@@ -429,11 +429,18 @@ pub fn check(input: &CheckInput<'_>) -> Findings {
 ///   coordinated call on a key of the same lock stripe: 8.
 pub fn timeouts(op: &Op) -> u32 {
     match op {
-        Op::Get | Op::Touch { .. } => 3,
-        Op::Set { .. } | Op::Delete => 2,
-        Op::Add { .. } => 8,
+        Op::Get | Op::Touch { .. } => READ_TIMEOUTS,
+        Op::Set { .. } | Op::Delete => WRITE_TIMEOUTS,
+        Op::Add { .. } => COORDINATED_TIMEOUTS,
     }
 }
+
+/// The [`timeouts`] of `get` and `touch`.
+pub const READ_TIMEOUTS: u32 = 3;
+/// The [`timeouts`] of `set` and `delete`.
+pub const WRITE_TIMEOUTS: u32 = 2;
+/// The [`timeouts`] of `add`.
+pub const COORDINATED_TIMEOUTS: u32 = 8;
 
 /// The longest `op` may take: [`timeouts`] per-node timeouts plus the slack.
 pub fn budget(op: &Op, node_timeout: Duration, slack: Duration) -> Duration {

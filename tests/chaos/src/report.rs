@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use memha_client::{NodeState, Stats};
 
-use crate::checker::{Findings, Kind};
+use crate::checker::{self, Findings, Kind};
 use crate::history::{FaultRecord, HealthRecord, Outcome, Phase, Record};
 use crate::ChaosConfig;
 
@@ -77,8 +77,11 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  per-node timeout {}, call budgets: get and touch 3, set and delete 2, add 7 timeouts, + {} slack; load {:.1}s, whole run {:.1}s",
+            "  per-node timeout {}, call budgets: get and touch {}, set and delete {}, add {} timeouts, + {} slack; load {:.1}s, whole run {:.1}s",
             ms(c.node_timeout),
+            checker::READ_TIMEOUTS,
+            checker::WRITE_TIMEOUTS,
+            checker::COORDINATED_TIMEOUTS,
             ms(c.budget_slack),
             self.load_time.as_secs_f64(),
             self.total_time.as_secs_f64()
