@@ -1,9 +1,41 @@
-//! What the replication layer did, counted.
+//! What the replication layer did, counted and traced in one place, so
+//! every event kind a trace shows is also in [`Stats`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use memha_health::NodeState;
+use memha_proto::Key;
+
+use crate::trace::key_hash;
+
+/// Something the replication layer did. Keys are traced by hash only.
+pub(crate) enum Event<'a> {
+    /// A copy was written to `node`, which missed the key or held another.
+    Repaired {
+        node: SocketAddr,
+        key: &'a Key,
+        why: &'static str,
+    },
+    /// The nodes a read asked disagreed.
+    Diverged { key: &'a Key },
+    /// A read's subset missed: the other Up nodes are asked.
+    MissFailover { key: &'a Key },
+    /// Fewer nodes acknowledged a write than the ack policy requires.
+    PartialWrite {
+        acked: usize,
+        required: usize,
+        failed: &'a [SocketAddr],
+    },
+    /// Keys a returning node missed were deleted on it.
+    Invalidated { node: SocketAddr, keys: usize },
+    /// A returning node was flushed.
+    Flushed { node: SocketAddr },
+    /// A node joined the set.
+    NodeAdded { node: SocketAddr },
+    /// A node left the set (discovery no longer lists it).
+    NodeRemoved { node: SocketAddr },
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -18,6 +50,57 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Counts `event` and traces it.
+    pub(crate) fn record(&self, event: Event<'_>) {
+        let one = |counter: &AtomicU64| {
+            counter.fetch_add(1, Relaxed);
+        };
+        match event {
+            Event::Repaired { node, key, why } => {
+                one(&self.repairs);
+                tracing::debug!(%node, key_hash = key_hash(key), why, "repaired");
+            }
+            Event::Diverged { key } => {
+                one(&self.divergences);
+                tracing::debug!(key_hash = key_hash(key), "replicas diverged");
+            }
+            Event::MissFailover { key } => {
+                one(&self.miss_failovers);
+                let message = "subset missed; asking the other nodes";
+                tracing::debug!(key_hash = key_hash(key), "{message}");
+            }
+            Event::PartialWrite {
+                acked,
+                required,
+                failed,
+            } => {
+                one(&self.partial_writes);
+                tracing::debug!(
+                    acked,
+                    required,
+                    ?failed,
+                    "write not acknowledged by enough nodes"
+                );
+            }
+            Event::Invalidated { node, keys } => {
+                self.invalidated.fetch_add(keys as u64, Relaxed);
+                tracing::info!(%node, keys, "returning node's missed keys invalidated");
+            }
+            Event::Flushed { node } => {
+                one(&self.flushes);
+                tracing::info!(%node, "returning node flushed");
+            }
+            Event::NodeAdded { node } => {
+                one(&self.nodes_added);
+                tracing::info!(%node, "node added");
+            }
+            Event::NodeRemoved { node } => {
+                one(&self.nodes_removed);
+                tracing::info!(%node, "node removed");
+            }
+        }
+    }
+
     pub(crate) fn snapshot(&self, nodes: Vec<NodeStatus>) -> Stats {
         Stats {
             repairs: self.repairs.load(Relaxed),

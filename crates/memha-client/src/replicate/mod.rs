@@ -38,7 +38,7 @@ use std::task::{Context, Poll};
 use futures_util::future::Either;
 use memha_discovery::{NodeAddr, NodeId, Watcher};
 use memha_health::{HealthConfig, HealthTable, NodeHealth};
-use memha_proto::{Command, Key, SetMode};
+use memha_proto::{Command, SetMode};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tower::discover::Change;
 use tower::Service;
@@ -47,7 +47,7 @@ pub use config::{AckPolicy, RejoinPolicy, ReplicationConfig};
 pub use counters::{NodeStatus, Stats};
 
 use self::coordinate::KeyLocks;
-use self::counters::Counters;
+use self::counters::{Counters, Event};
 use self::members::{Member, Members};
 use crate::connection::ConnectionConfig;
 use crate::error::{Error, ErrorKind};
@@ -127,11 +127,7 @@ impl Replicate {
             shared.probe_timeout,
         );
         if shared.members.insert(Arc::new(member)) {
-            shared
-                .counters
-                .nodes_added
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::info!(node = %addr, "node added");
+            shared.counters.record(Event::NodeAdded { node: addr });
         }
     }
 
@@ -140,9 +136,9 @@ impl Replicate {
     pub fn remove_node(&self, addr: SocketAddr) {
         if self.shared.members.remove(addr).is_some() {
             self.shared.health.remove_node(addr);
-            let removed = &self.shared.counters.nodes_removed;
-            removed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::info!(node = %addr, "node removed");
+            self.shared
+                .counters
+                .record(Event::NodeRemoved { node: addr });
         }
     }
 
@@ -313,14 +309,6 @@ impl Shared {
         } else {
             format!("no node can serve: {}", states.join(", "))
         })
-    }
-
-    /// A repair was written to `node`: counted and traced (by key hash).
-    fn repaired(&self, node: SocketAddr, key: &Key, why: &'static str) {
-        self.counters
-            .repairs
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::debug!(%node, key_hash = crate::trace::key_hash(key), why, "repaired");
     }
 }
 

@@ -3,7 +3,6 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use futures_util::future::Either;
@@ -11,6 +10,7 @@ use memha_proto::{Command, MetaFlags, MetaGet, MetaReply, MetaSet, MetaStatus, R
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
+use super::counters::Event;
 use super::fanout::{Calls, Order};
 use super::members::{Member, Placement};
 use super::resolve::{self, Copy, NodeRead, Repair};
@@ -79,11 +79,8 @@ impl Shared {
 
         let mut asked = self.ask(first, &command, &mut first_hit).await;
         if !asked.iter().any(|a| matches!(a.read, NodeRead::Hit(_))) && !rest.is_empty() {
-            self.counters.miss_failovers.fetch_add(1, Relaxed);
-            tracing::debug!(
-                key_hash = crate::trace::key_hash(&caller.key),
-                "subset missed; asking the other nodes"
-            );
+            self.counters
+                .record(Event::MissFailover { key: &caller.key });
             asked.extend(self.ask(rest, &command, &mut first_hit).await);
         }
 
@@ -99,11 +96,7 @@ impl Shared {
             };
         };
         if resolution.diverged {
-            self.counters.divergences.fetch_add(1, Relaxed);
-            tracing::debug!(
-                key_hash = crate::trace::key_hash(&caller.key),
-                "replicas diverged"
-            );
+            self.counters.record(Event::Diverged { key: &caller.key });
         }
         let mut answer = asked[winner].reply.take().expect("a hit has a reply");
         if !resolution.repairs.is_empty() {
@@ -146,7 +139,11 @@ impl Shared {
         while let Some((member, result)) = calls.next().await {
             if let Ok(Reply::Meta(meta)) = &result {
                 if meta.status == MetaStatus::Stored {
-                    self.repaired(member.addr, &caller.key, "read");
+                    self.counters.record(Event::Repaired {
+                        node: member.addr,
+                        key: &caller.key,
+                        why: "read",
+                    });
                     if Arc::ptr_eq(member, primary) {
                         primary_cas = meta.flags.cas;
                     }
@@ -245,7 +242,11 @@ impl Shared {
         let repair = repair_command(&caller, best, exptime, Repair::Add);
         if let Ok(Reply::Meta(meta)) = primary.call(repair).await {
             if meta.status == MetaStatus::Stored {
-                self.repaired(primary.addr, &caller.key, "primary missed");
+                self.counters.record(Event::Repaired {
+                    node: primary.addr,
+                    key: &caller.key,
+                    why: "primary missed",
+                });
             }
         }
         Ok(())

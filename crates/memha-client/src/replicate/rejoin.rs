@@ -1,6 +1,5 @@
 //! Making a returning node safe before it serves reads (promise 2).
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Weak;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -8,6 +7,7 @@ use memha_health::{BoxError, RejoinHook, RejoinInfo};
 use memha_proto::{Command, MetaDelete, Reply};
 
 use super::config::RejoinPolicy;
+use super::counters::Event;
 use super::journal::Remedy;
 use super::Shared;
 
@@ -48,8 +48,7 @@ impl RejoinHook for MakeSafe {
                 };
                 match member.call(flush).await {
                     Ok(Reply::Ok) => {
-                        shared.counters.flushes.fetch_add(1, Relaxed);
-                        tracing::info!(node = %info.node, "returning node flushed");
+                        shared.counters.record(Event::Flushed { node: info.node });
                         Ok(())
                     }
                     other => {
@@ -60,7 +59,7 @@ impl RejoinHook for MakeSafe {
             }
             Remedy::Invalidate(keys) => {
                 // In chunks: a long journal must not overflow the connection's window.
-                let mut failed = 0usize;
+                let (mut invalidated, mut failed) = (0, 0);
                 for chunk in keys.chunks(INVALIDATION_CHUNK) {
                     let mut deletes: FuturesUnordered<_> = chunk
                         .iter()
@@ -74,9 +73,7 @@ impl RejoinHook for MakeSafe {
                         .collect();
                     while let Some((key, result)) = deletes.next().await {
                         match result {
-                            Ok(Reply::Meta(_)) => {
-                                shared.counters.invalidated.fetch_add(1, Relaxed);
-                            }
+                            Ok(Reply::Meta(_)) => invalidated += 1,
                             _ => {
                                 failed += 1;
                                 member.record_missed(key);
@@ -84,11 +81,12 @@ impl RejoinHook for MakeSafe {
                         }
                     }
                 }
+                shared.counters.record(Event::Invalidated {
+                    node: info.node,
+                    keys: invalidated,
+                });
                 match failed {
-                    0 => {
-                        tracing::info!(node = %info.node, keys = keys.len(), "returning node's missed keys invalidated");
-                        Ok(())
-                    }
+                    0 => Ok(()),
                     n => Err(format!("{n} invalidations on {} failed", info.node).into()),
                 }
             }

@@ -1,11 +1,11 @@
 //! Writes that go to every writable node: set, delete, touch, flush.
 
 use std::pin::pin;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaReply, MetaStatus, Reply};
 
+use super::counters::Event;
 use super::fanout::{self, Calls, Gathered, Order};
 use super::members::{Member, Placement};
 use super::read::{repair_command, shaped};
@@ -98,7 +98,11 @@ impl Shared {
         while let Some((member, result)) = repairs.next().await {
             if let Ok(Reply::Meta(meta)) = result {
                 if meta.status == MetaStatus::Stored {
-                    self.repaired(member.addr, &caller.key, "touch");
+                    self.counters.record(Event::Repaired {
+                        node: member.addr,
+                        key: &caller.key,
+                        why: "touch",
+                    });
                     if primary.is_some_and(|p| Arc::ptr_eq(p, member)) {
                         answer.flags.cas = meta.flags.cas;
                     }
@@ -167,14 +171,12 @@ impl Shared {
         if gathered.acked >= required {
             return Ok(());
         }
-        self.counters.partial_writes.fetch_add(1, Relaxed);
         let failed = gathered.failed();
-        tracing::debug!(
-            acked = gathered.acked,
+        self.counters.record(Event::PartialWrite {
+            acked: gathered.acked,
             required,
-            ?failed,
-            "write not acknowledged by enough nodes"
-        );
+            failed: &failed,
+        });
         let first_error = gathered
             .answers
             .iter()
