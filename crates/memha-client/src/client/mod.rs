@@ -568,8 +568,11 @@ impl<L> ClientBuilder<L> {
             self.replication.clone(),
             self.health.clone(),
             self.stack.get_timeout(),
-            self.stack.get_connection().clone(),
-            Box::new(move |addr, health| stack.build_with_health(addr, health)),
+            Box::new(move |addr, table| {
+                let probe = stack.get_connection().probe(addr, stack.get_timeout());
+                let health = table.add_node(addr, probe);
+                (health.clone(), stack.build_with_health(addr, health))
+            }),
         );
         for &addr in &self.nodes {
             replicate.add_node(addr);

@@ -49,12 +49,13 @@ pub use counters::{NodeStatus, Stats};
 use self::coordinate::KeyLocks;
 use self::counters::{Counters, Event};
 use self::members::{Member, Members};
-use crate::connection::ConnectionConfig;
 use crate::error::{Error, ErrorKind};
 use crate::node::NodeService;
 
-/// Builds the stack of a node, given its health handle.
-pub(crate) type MakeNode = Box<dyn Fn(SocketAddr, NodeHealth) -> NodeService + Send + Sync>;
+/// Adds a node to the health table, probed as its connection connects (TLS
+/// included), and builds its stack around that health handle.
+pub(crate) type MakeNode =
+    Box<dyn Fn(SocketAddr, &HealthTable) -> (NodeHealth, NodeService) + Send + Sync>;
 
 /// The replication layer: a `tower::Service<Command>` over every node.
 ///
@@ -71,8 +72,6 @@ pub(crate) struct Shared {
     counters: Counters,
     key_locks: KeyLocks,
     make_node: MakeNode,
-    /// How probes reach the nodes: as their connections do (TLS included).
-    connection: ConnectionConfig,
     /// The node stack's timeout: also bounds probes and waiting for room.
     probe_timeout: std::time::Duration,
     // Stops the discovery task when the last handle goes.
@@ -85,7 +84,6 @@ impl Replicate {
         config: ReplicationConfig,
         health: HealthConfig,
         probe_timeout: std::time::Duration,
-        connection: ConnectionConfig,
         make_node: MakeNode,
     ) -> Replicate {
         let token = CancellationToken::new();
@@ -101,7 +99,6 @@ impl Replicate {
             counters: Counters::default(),
             config,
             make_node,
-            connection,
             probe_timeout,
             _discovery: token.clone().drop_guard(),
             discovery: token,
@@ -116,9 +113,7 @@ impl Replicate {
         if shared.members.get(addr).is_some() {
             return;
         }
-        let probe = shared.connection.probe(addr, shared.probe_timeout);
-        let health = shared.health.add_node(addr, probe);
-        let service = (shared.make_node)(addr, health.clone());
+        let (health, service) = (shared.make_node)(addr, &shared.health);
         let member = Member::new(
             addr,
             service,
