@@ -88,12 +88,10 @@ fn test(extra: &[OsString]) -> Result<(), String> {
 /// `cargo xtask bench`: memcached, then the client comparison.
 fn bench(extra: &[OsString]) -> Result<(), String> {
     ensure_memcached()?;
-    let mut args: Vec<OsString> = ["bench", "-p", "memha-benches", "--bench", "compare", "--"]
-        .into_iter()
-        .map(OsString::from)
-        .collect();
-    args.extend(extra.iter().cloned());
-    cargo(&args, &[])
+    cargo_passing(
+        &["bench", "-p", "memha-benches", "--bench", "compare"],
+        extra,
+    )
 }
 
 /// `cargo xtask demo`: memcached, then the session-store example. A debug
@@ -110,11 +108,17 @@ fn demo() -> Result<(), String> {
 /// `cargo xtask chaos`: memcached, then one run of the chaos suite.
 fn chaos(extra: &[OsString]) -> Result<(), String> {
     ensure_memcached()?;
-    let mut args: Vec<OsString> = ["run", "--release", "-p", "memha-chaos", "--"]
-        .into_iter()
+    cargo_passing(&["run", "--release", "-p", "memha-chaos"], extra)
+}
+
+/// Runs cargo with `args`, passing `extra` on to the program it runs.
+fn cargo_passing(args: &[&str], extra: &[OsString]) -> Result<(), String> {
+    let args: Vec<OsString> = args
+        .iter()
         .map(OsString::from)
+        .chain([OsString::from("--")])
+        .chain(extra.iter().cloned())
         .collect();
-    args.extend(extra.iter().cloned());
     cargo(&args, &[])
 }
 
