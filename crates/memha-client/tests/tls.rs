@@ -8,8 +8,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use memha_client::discovery::{
+    ElastiCacheConfigSource, ErrorKind as DiscoveryErrorKind, NodeSource,
+};
 use memha_client::health::Probe;
 use memha_client::{
     Client, ConnectionConfig, ErrorKind, TlsConfig, TlsConfigBuilder, TlsError, TlsErrorKind,
@@ -445,4 +449,165 @@ async fn a_replicated_client_over_tls() {
             .expect("on every node");
         assert_eq!(&item.value[..], b"both");
     }
+}
+
+/// A fake ElastiCache configuration endpoint over TLS (memcached has no
+/// `config get cluster`): presents a certificate for `localhost` signed by
+/// `ca` and answers every `config get cluster` with `nodes`.
+struct TlsConfigEndpoint {
+    port: u16,
+    served: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsConfigEndpoint {
+    async fn start(ca: &Ca, nodes: &[SocketAddr]) -> TlsConfigEndpoint {
+        use memha_client::rustls::pki_types::pem::PemObject;
+        use memha_client::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let (chain, key) = ca.issue(&["localhost"], ExtendedKeyUsagePurpose::ServerAuth);
+        let chain = CertificateDer::pem_slice_iter(chain.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+        let provider = Arc::new(memha_client::rustls::crypto::aws_lc_rs::default_provider());
+        let config = memha_client::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let body = format!(
+            "1\n{}\n",
+            nodes
+                .iter()
+                .map(|node| format!("localhost|{}|{}", node.ip(), node.port()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let reply = format!("CONFIG cluster 0 {}\r\n{body}\r\nEND\r\n", body.len());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let served = Arc::new(AtomicUsize::new(0));
+        let counter = served.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, reply, counter) = (acceptor.clone(), reply.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let Ok(mut stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let mut request = Vec::new();
+                    while !request.ends_with(b"\r\n") {
+                        match stream.read_u8().await {
+                            Ok(byte) => request.push(byte),
+                            Err(_) => return,
+                        }
+                    }
+                    assert_eq!(request, b"config get cluster\r\n");
+                    stream.write_all(reply.as_bytes()).await.unwrap();
+                    counter.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        TlsConfigEndpoint { port, served, task }
+    }
+}
+
+impl Drop for TlsConfigEndpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_found_through_a_tls_configuration_endpoint() {
+    let ca = Ca::new("memha test CA");
+    let nodes = [TlsNode::start(&ca, None), TlsNode::start(&ca, None)];
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|node| node.addr).collect();
+    let endpoint = TlsConfigEndpoint::start(&ca, &addrs).await;
+    let settings = trusting(&ca).build().unwrap();
+    // Checked against the name given to the source: `localhost`.
+    let source = ElastiCacheConfigSource::new("localhost", endpoint.port)
+        .with_connector(settings.endpoint_connector());
+    let client = Client::builder()
+        .source(source)
+        .timeout(Duration::from_secs(2))
+        .tls(settings)
+        .build()
+        .await
+        .unwrap();
+    assert!(endpoint.served.load(Ordering::SeqCst) >= 1);
+    let mut found: Vec<SocketAddr> = client
+        .cluster()
+        .unwrap()
+        .stats()
+        .nodes
+        .iter()
+        .map(|node| node.addr)
+        .collect();
+    found.sort();
+    let mut expected = addrs.clone();
+    expected.sort();
+    assert_eq!(found, expected);
+    client.set("tls:discovered", "found").await.unwrap();
+    for node in &nodes {
+        let direct = self::client(node.addr, tls(trusting(&ca).build().unwrap()));
+        let item = direct
+            .get("tls:discovered")
+            .await
+            .unwrap()
+            .expect("on every node");
+        assert_eq!(&item.value[..], b"found");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_configuration_endpoint_is_verified_and_refuses_plaintext() {
+    let ca = Ca::new("memha test CA");
+    let endpoint = TlsConfigEndpoint::start(&ca, &["127.0.0.1:11211".parse().unwrap()]).await;
+
+    // A certificate from a CA the client does not trust.
+    let stranger = trusting(&Ca::new("another CA")).build().unwrap();
+    let err = ElastiCacheConfigSource::new("localhost", endpoint.port)
+        .with_connector(stranger.endpoint_connector())
+        .nodes()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), DiscoveryErrorKind::Io, "{err}");
+    let tls = TlsError::find(&err).unwrap_or_else(|| panic!("no TlsError in {err:?}"));
+    assert_eq!(tls.kind(), TlsErrorKind::UntrustedCertificate);
+
+    // A name the certificate does not cover.
+    let trusted = trusting(&ca).build().unwrap();
+    let err = ElastiCacheConfigSource::new("127.0.0.1", endpoint.port)
+        .with_connector(trusted.endpoint_connector())
+        .nodes()
+        .await
+        .unwrap_err();
+    let tls = TlsError::find(&err).unwrap_or_else(|| panic!("no TlsError in {err:?}"));
+    assert_eq!(tls.kind(), TlsErrorKind::NameMismatch);
+
+    // Plaintext to a TLS endpoint: an error, never a node list.
+    let err = ElastiCacheConfigSource::new("localhost", endpoint.port)
+        .read_timeout(Duration::from_secs(5))
+        .nodes()
+        .await
+        .unwrap_err();
+    assert_ne!(err.kind(), DiscoveryErrorKind::Timeout, "{err}");
+    assert_eq!(endpoint.served.load(Ordering::SeqCst), 0);
+
+    // The same endpoint with the right settings answers.
+    let nodes = ElastiCacheConfigSource::new("localhost", endpoint.port)
+        .with_connector(trusted.endpoint_connector())
+        .nodes()
+        .await
+        .unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(endpoint.served.load(Ordering::SeqCst), 1);
 }

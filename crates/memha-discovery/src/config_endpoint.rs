@@ -1,7 +1,9 @@
 //! The ElastiCache configuration endpoint: `config get cluster`.
 
+use std::fmt;
+use std::io;
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,7 +12,7 @@ use memha_proto::{
     ClusterConfig, Command, Key, Limits, Reply, ReplyDecoder, Retrieval, ServerError,
     ServerErrorKind,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -39,6 +41,10 @@ const LEGACY_KEY: &str = "AmazonElastiCache:cluster";
 /// (2 s and 5 s by default). A truncated or malformed reply is an
 /// [`ErrorKind::Protocol`] or [`ErrorKind::InvalidConfig`] error.
 ///
+/// The source speaks plain TCP unless given an [`EndpointConnector`]: a
+/// cluster with in-transit encryption needs TLS to its configuration
+/// endpoint too (memha-client's `TlsConfig::endpoint_connector` makes one).
+///
 /// ```no_run
 /// use memha_discovery::{ElastiCacheConfigSource, Watcher};
 ///
@@ -53,6 +59,7 @@ pub struct ElastiCacheConfigSource {
     read_timeout: Duration,
     limits: Limits,
     label: String,
+    connector: Option<Arc<dyn EndpointConnector>>,
     newest: Mutex<Option<Newest>>,
 }
 
@@ -74,6 +81,7 @@ impl ElastiCacheConfigSource {
             read_timeout: Duration::from_secs(5),
             limits: Limits::default(),
             label,
+            connector: None,
             newest: Mutex::new(None),
         }
     }
@@ -87,6 +95,13 @@ impl ElastiCacheConfigSource {
     /// The bound on receiving each whole reply after sending a request (default 5 s).
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
         self.read_timeout = timeout;
+        self
+    }
+
+    /// Reaches the endpoint through `connector` (for example over TLS)
+    /// instead of plain TCP. The connect timeout bounds it, handshake included.
+    pub fn with_connector(mut self, connector: Arc<dyn EndpointConnector>) -> Self {
+        self.connector = Some(connector);
         self
     }
 
@@ -107,29 +122,35 @@ impl ElastiCacheConfigSource {
         }
     }
 
+    async fn connect(&self) -> io::Result<EndpointStream> {
+        match &self.connector {
+            Some(connector) => connector.connect(&self.host, self.port).await,
+            None => Ok(Box::new(
+                TcpStream::connect((self.host.as_str(), self.port)).await?,
+            )),
+        }
+    }
+
     async fn fetch(&self) -> Result<ClusterConfig, Error> {
         let endpoint = self.endpoint();
-        let stream = tokio::time::timeout(
-            self.connect_timeout,
-            TcpStream::connect((self.host.as_str(), self.port)),
-        )
-        .await
-        .map_err(|_| {
-            Error::new(
-                ErrorKind::Timeout,
-                format!(
-                    "connecting to configuration endpoint {endpoint} took more than {:?}",
-                    self.connect_timeout
-                ),
-            )
-        })?
-        .map_err(|err| {
-            Error::with_source(
-                ErrorKind::Io,
-                format!("connecting to configuration endpoint {endpoint}"),
-                err,
-            )
-        })?;
+        let stream = tokio::time::timeout(self.connect_timeout, self.connect())
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "connecting to configuration endpoint {endpoint} took more than {:?}",
+                        self.connect_timeout
+                    ),
+                )
+            })?
+            .map_err(|err| {
+                Error::with_source(
+                    ErrorKind::Io,
+                    format!("connecting to configuration endpoint {endpoint}"),
+                    err,
+                )
+            })?;
         let mut conn = Conn {
             stream,
             buf: BytesMut::with_capacity(4096),
@@ -270,9 +291,52 @@ impl NodeSource for ElastiCacheConfigSource {
     }
 }
 
+/// A byte stream to a configuration endpoint, as an [`EndpointConnector`]
+/// opens it: any tokio stream (TCP, TLS over TCP...).
+pub trait EndpointIo: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> EndpointIo for T {}
+
+/// A boxed [`EndpointIo`].
+pub type EndpointStream = Box<dyn EndpointIo>;
+
+/// How an [`ElastiCacheConfigSource`] reaches its endpoint when plain TCP
+/// will not do: a cluster with in-transit encryption answers only over TLS.
+/// memha-client's `TlsConfig::endpoint_connector` makes one from the same
+/// TLS settings as the nodes'.
+///
+/// An error is reported as the source's [`ErrorKind::Io`] error, with this
+/// error as its source.
+///
+/// ```
+/// use std::io;
+/// use std::sync::Arc;
+/// use memha_discovery::{ElastiCacheConfigSource, EndpointConnector, EndpointStream};
+///
+/// /// Plain TCP, as the source does by default.
+/// #[derive(Debug)]
+/// struct Tcp;
+///
+/// #[async_trait::async_trait]
+/// impl EndpointConnector for Tcp {
+///     async fn connect(&self, host: &str, port: u16) -> io::Result<EndpointStream> {
+///         Ok(Box::new(tokio::net::TcpStream::connect((host, port)).await?))
+///     }
+/// }
+///
+/// let source = ElastiCacheConfigSource::new("127.0.0.1", 11211).with_connector(Arc::new(Tcp));
+/// # drop(source);
+/// ```
+#[async_trait]
+pub trait EndpointConnector: fmt::Debug + Send + Sync + 'static {
+    /// Opens a connection to `host:port` (`host` as given to the source: a
+    /// name or an IP address), ready to carry memcached's protocol.
+    async fn connect(&self, host: &str, port: u16) -> io::Result<EndpointStream>;
+}
+
 /// One connection to the endpoint.
 struct Conn<'a> {
-    stream: TcpStream,
+    stream: EndpointStream,
     buf: BytesMut,
     decoder: ReplyDecoder,
     limits: Limits,

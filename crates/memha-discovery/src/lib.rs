@@ -162,7 +162,7 @@ mod watcher;
 
 pub use addr::{NodeAddr, NodeId};
 pub use async_trait::async_trait;
-pub use config_endpoint::ElastiCacheConfigSource;
+pub use config_endpoint::{ElastiCacheConfigSource, EndpointConnector, EndpointIo, EndpointStream};
 #[cfg(feature = "elasticache")]
 pub use elasticache_api::{ElastiCacheApiBuilder, ElastiCacheApiSource};
 pub use error::{Error, ErrorKind};

@@ -3,11 +3,12 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use memha_discovery::{EndpointConnector, EndpointStream};
 use memha_health::{ProbeConnector, ProbeStream};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -95,6 +96,14 @@ impl TlsConfig {
             .server_name
             .clone()
             .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+        self.handshake(name, stream).await
+    }
+
+    async fn handshake(
+        &self,
+        name: ServerName<'static>,
+        stream: TcpStream,
+    ) -> Result<TlsStream<TcpStream>, TlsError> {
         self.connector
             .connect(name, stream)
             .await
@@ -104,6 +113,38 @@ impl TlsConfig {
     /// A connector for health probes that reaches nodes with these settings.
     pub(crate) fn probe_connector(&self) -> Arc<dyn ProbeConnector> {
         Arc::new(TlsProbeConnector { tls: self.clone() })
+    }
+
+    /// A connector for an [`ElastiCacheConfigSource`] whose cluster has
+    /// in-transit encryption: the endpoint is reached over TLS with these
+    /// settings. Its certificate is checked against the host name given to
+    /// the source; when that is an IP address, against the
+    /// [`server_name`](TlsConfigBuilder::server_name) if one is set, else
+    /// the address.
+    ///
+    /// ```no_run
+    /// use memha_client::discovery::ElastiCacheConfigSource;
+    /// use memha_client::{Client, TlsConfig};
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let tls = TlsConfig::builder()
+    ///     .native_roots()
+    ///     .server_name("my-cache.abc123.0001.use1.cache.amazonaws.com")
+    ///     .build()?;
+    /// let endpoint = "my-cache.abc123.cfg.use1.cache.amazonaws.com";
+    /// let client = Client::builder()
+    ///     .source(ElastiCacheConfigSource::new(endpoint, 11211).with_connector(tls.endpoint_connector()))
+    ///     .tls(tls)
+    ///     .build()
+    ///     .await?;
+    /// # drop(client);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// [`ElastiCacheConfigSource`]: crate::discovery::ElastiCacheConfigSource
+    pub fn endpoint_connector(&self) -> Arc<dyn EndpointConnector> {
+        Arc::new(TlsEndpointConnector { tls: self.clone() })
     }
 }
 
@@ -391,7 +432,14 @@ impl TlsError {
             if let Some(tls) = error.downcast_ref::<TlsError>() {
                 return Some(tls);
             }
-            current = error.source();
+            // An I/O error's `source` skips the error it wraps.
+            current = match error
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::get_ref)
+            {
+                Some(wrapped) => Some(wrapped as &(dyn StdError + 'static)),
+                None => error.source(),
+            };
         }
         None
     }
@@ -461,13 +509,42 @@ impl ProbeConnector for TlsProbeConnector {
     async fn connect(&self, addr: SocketAddr) -> io::Result<ProbeStream> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let stream = self.tls.connect(addr, stream).await.map_err(|err| {
-            let kind = match err.kind() {
-                TlsErrorKind::Closed => io::ErrorKind::UnexpectedEof,
-                _ => io::ErrorKind::InvalidData,
-            };
-            io::Error::new(kind, err)
-        })?;
+        let stream = self.tls.connect(addr, stream).await.map_err(io_error)?;
         Ok(Box::new(stream))
     }
+}
+
+/// A configuration endpoint over TLS: see [`TlsConfig::endpoint_connector`].
+#[derive(Debug)]
+struct TlsEndpointConnector {
+    tls: TlsConfig,
+}
+
+#[async_trait]
+impl EndpointConnector for TlsEndpointConnector {
+    async fn connect(&self, host: &str, port: u16) -> io::Result<EndpointStream> {
+        let name = match host.parse::<IpAddr>() {
+            Ok(ip) => self
+                .tls
+                .server_name
+                .clone()
+                .unwrap_or(ServerName::IpAddress(ip.into())),
+            Err(_) => parse_server_name(host)
+                .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?,
+        };
+        let stream = TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true)?;
+        let stream = self.tls.handshake(name, stream).await.map_err(io_error)?;
+        Ok(Box::new(stream))
+    }
+}
+
+/// A TLS failure as an I/O error, classified like one: a closed connection
+/// is `UnexpectedEof`, anything else (a refused handshake) `InvalidData`.
+fn io_error(err: TlsError) -> io::Error {
+    let kind = match err.kind() {
+        TlsErrorKind::Closed => io::ErrorKind::UnexpectedEof,
+        _ => io::ErrorKind::InvalidData,
+    };
+    io::Error::new(kind, err)
 }
