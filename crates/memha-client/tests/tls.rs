@@ -453,7 +453,8 @@ async fn a_replicated_client_over_tls() {
 
 /// A fake ElastiCache configuration endpoint over TLS (memcached has no
 /// `config get cluster`): presents a certificate for `localhost` signed by
-/// `ca` and answers every `config get cluster` with `nodes`.
+/// `ca` and answers every `config get cluster` with `nodes`, each listed
+/// under the host name `node_name` with its IP address.
 struct TlsConfigEndpoint {
     port: u16,
     served: Arc<AtomicUsize>,
@@ -461,7 +462,7 @@ struct TlsConfigEndpoint {
 }
 
 impl TlsConfigEndpoint {
-    async fn start(ca: &Ca, nodes: &[SocketAddr]) -> TlsConfigEndpoint {
+    async fn start(ca: &Ca, node_name: &str, nodes: &[SocketAddr]) -> TlsConfigEndpoint {
         use memha_client::rustls::pki_types::pem::PemObject;
         use memha_client::rustls::pki_types::{CertificateDer, PrivateKeyDer};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -483,7 +484,7 @@ impl TlsConfigEndpoint {
             "1\n{}\n",
             nodes
                 .iter()
-                .map(|node| format!("localhost|{}|{}", node.ip(), node.port()))
+                .map(|node| format!("{node_name}|{}|{}", node.ip(), node.port()))
                 .collect::<Vec<_>>()
                 .join(" ")
         );
@@ -530,9 +531,13 @@ async fn nodes_found_through_a_tls_configuration_endpoint() {
     let ca = Ca::new("memha test CA");
     let nodes = [TlsNode::start(&ca, None), TlsNode::start(&ca, None)];
     let addrs: Vec<SocketAddr> = nodes.iter().map(|node| node.addr).collect();
-    let endpoint = TlsConfigEndpoint::start(&ca, &addrs).await;
+    // The nodes' certificates name `memcached.test`: each is checked
+    // against the name it is listed under (its IP is in the certificate
+    // too, so a client checking IPs would not notice a mismatch: see below).
+    let endpoint = TlsConfigEndpoint::start(&ca, "memcached.test", &addrs).await;
     let settings = trusting(&ca).build().unwrap();
-    // Checked against the name given to the source: `localhost`.
+    // The endpoint's own certificate is checked against the name given to
+    // the source: `localhost`.
     let source = ElastiCacheConfigSource::new("localhost", endpoint.port)
         .with_connector(settings.endpoint_connector());
     let client = Client::builder()
@@ -570,7 +575,9 @@ async fn nodes_found_through_a_tls_configuration_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_configuration_endpoint_is_verified_and_refuses_plaintext() {
     let ca = Ca::new("memha test CA");
-    let endpoint = TlsConfigEndpoint::start(&ca, &["127.0.0.1:11211".parse().unwrap()]).await;
+    let endpoint =
+        TlsConfigEndpoint::start(&ca, "memcached.test", &["127.0.0.1:11211".parse().unwrap()])
+            .await;
 
     // A certificate from a CA the client does not trust.
     let stranger = trusting(&Ca::new("another CA")).build().unwrap();
@@ -610,4 +617,49 @@ async fn a_tls_configuration_endpoint_is_verified_and_refuses_plaintext() {
         .unwrap();
     assert_eq!(nodes.len(), 1);
     assert_eq!(endpoint.served.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovered_node_is_checked_against_the_name_it_is_listed_under() {
+    let ca = Ca::new("memha test CA");
+    let node = TlsNode::start(&ca, None);
+    // Listed under a name its certificate does not cover (though it covers
+    // the node's IP address).
+    let endpoint = TlsConfigEndpoint::start(&ca, "impostor.test", &[node.addr]).await;
+    let settings = trusting(&ca).build().unwrap();
+    let source = ElastiCacheConfigSource::new("localhost", endpoint.port)
+        .with_connector(settings.endpoint_connector());
+    let client = Client::builder()
+        .source(source)
+        .timeout(Duration::from_secs(2))
+        .tls(settings.clone())
+        .build()
+        .await
+        .unwrap();
+    let stats = client.cluster().unwrap().stats();
+    assert_eq!(stats.nodes.len(), 1, "{stats:?}");
+    assert_ne!(
+        stats.nodes[0].state,
+        memha_client::NodeState::Up,
+        "{stats:?}"
+    );
+    let err = client.set("tls:impostor", "no").await.unwrap_err();
+    assert!(
+        err.is_connection() || *err.kind() == ErrorKind::NoNodes,
+        "{err:?}"
+    );
+
+    // An explicit server name wins over the listed name.
+    let endpoint = TlsConfigEndpoint::start(&ca, "impostor.test", &[node.addr]).await;
+    let settings = trusting(&ca).server_name("memcached.test").build().unwrap();
+    let source = ElastiCacheConfigSource::new("localhost", endpoint.port)
+        .with_connector(trusting(&ca).build().unwrap().endpoint_connector());
+    let client = Client::builder()
+        .source(source)
+        .timeout(Duration::from_secs(2))
+        .tls(settings)
+        .build()
+        .await
+        .unwrap();
+    client.set("tls:overridden", "yes").await.unwrap();
 }

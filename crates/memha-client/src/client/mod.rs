@@ -568,10 +568,17 @@ impl<L> ClientBuilder<L> {
             self.replication.clone(),
             self.health.clone(),
             self.stack.get_timeout(),
-            Box::new(move |addr, table| {
-                let probe = stack.get_connection().probe(addr, stack.get_timeout());
+            Box::new(move |addr, host, table| {
+                let connection = match host {
+                    Some(host) => stack.get_connection().for_host(host),
+                    None => stack.get_connection().clone(),
+                };
+                let probe = connection.probe(addr, stack.get_timeout());
                 let health = table.add_node(addr, probe);
-                (health.clone(), stack.build_with_health(addr, health))
+                (
+                    health.clone(),
+                    stack.build_with_health(addr, connection, health),
+                )
             }),
         );
         for &addr in &self.nodes {

@@ -112,6 +112,22 @@ impl ConnectionConfig {
         self.tls.as_ref()
     }
 
+    /// These settings for a node discovered by the name `host`: over TLS,
+    /// its certificate is checked against `host` unless a server name was
+    /// set (an IP address changes nothing).
+    pub(crate) fn for_host(&self, host: &str) -> ConnectionConfig {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_ref().and_then(|tls| tls.named(host)) {
+            return ConnectionConfig {
+                tls: Some(tls),
+                ..self.clone()
+            };
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = host;
+        self.clone()
+    }
+
     /// A health probe of the node at `addr` (`stats` on a short-lived
     /// connection, bounded by `timeout`) that reaches it as these settings
     /// do: over TLS when `tls` is set (feature `tls`).

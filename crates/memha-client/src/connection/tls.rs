@@ -22,9 +22,10 @@ use tokio_rustls::TlsConnector;
 ///
 /// The node's certificate is always verified: it must chain to one of the
 /// trusted CAs given ([`TlsConfigBuilder::ca_pem`], ...), and be valid for
-/// the node's IP address, or for the name set with
-/// [`TlsConfigBuilder::server_name`] (nodes are found by address, so a
-/// certificate naming a host needs that override).
+/// the name set with [`TlsConfigBuilder::server_name`] if one is set; else
+/// for the host name the node was discovered by (a source listing names:
+/// ElastiCache, DNS, a static list of names); else for its IP address
+/// (nodes given by address).
 ///
 /// ```no_run
 /// use memha_client::{Client, ConnectionConfig, TlsConfig};
@@ -77,8 +78,7 @@ impl TlsConfig {
         })
     }
 
-    /// The name node certificates are checked against, when it is not the
-    /// node's IP address.
+    /// The name every node certificate is checked against, when one was set.
     pub fn get_server_name(&self) -> Option<String> {
         self.server_name
             .as_ref()
@@ -97,6 +97,24 @@ impl TlsConfig {
             .clone()
             .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
         self.handshake(name, stream).await
+    }
+
+    /// These settings checking certificates against the DNS name `host`,
+    /// when no server name was set; `None` when nothing changes.
+    pub(crate) fn named(&self, host: &str) -> Option<TlsConfig> {
+        if self.server_name.is_some() || host.parse::<IpAddr>().is_ok() {
+            return None;
+        }
+        match parse_server_name(host) {
+            Ok(name) => Some(TlsConfig {
+                connector: self.connector.clone(),
+                server_name: Some(name),
+            }),
+            Err(err) => {
+                tracing::warn!(host, error = %err, "node name is not a TLS server name; checking its IP address");
+                None
+            }
+        }
     }
 
     async fn handshake(
@@ -129,8 +147,8 @@ impl TlsConfig {
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     /// let tls = TlsConfig::builder()
     ///     .native_roots()
-    ///     .server_name("my-cache.abc123.0001.use1.cache.amazonaws.com")
     ///     .build()?;
+    /// // Each node is checked against the name the endpoint lists it under.
     /// let endpoint = "my-cache.abc123.cfg.use1.cache.amazonaws.com";
     /// let client = Client::builder()
     ///     .source(ElastiCacheConfigSource::new(endpoint, 11211).with_connector(tls.endpoint_connector()))
@@ -212,8 +230,9 @@ impl TlsConfigBuilder {
         self
     }
 
-    /// Checks node certificates against this DNS name (or IP address)
-    /// instead of each node's IP address. Also sent as SNI.
+    /// Checks every node certificate against this DNS name (or IP address)
+    /// instead of the name each node was discovered by, or its IP address.
+    /// Also sent as SNI.
     pub fn server_name(mut self, name: impl Into<String>) -> Self {
         self.server_name = Some(name.into());
         self

@@ -158,30 +158,40 @@ impl<L> NodeStackBuilder<L> {
         <L::Service as Service<Command>>::Error: Into<BoxError>,
         <L::Service as Service<Command>>::Future: Send + 'static,
     {
-        self.assemble(addr, None)
+        self.assemble(addr, self.connection.clone(), None)
     }
 
     /// Builds the stack of a replicated node, whose health learns from
     /// every attempt (a per-attempt timeout included) and which fails fast
     /// while the node is Down.
-    pub(crate) fn build_with_health(&self, addr: SocketAddr, health: NodeHealth) -> NodeService
+    pub(crate) fn build_with_health(
+        &self,
+        addr: SocketAddr,
+        connection: ConnectionConfig,
+        health: NodeHealth,
+    ) -> NodeService
     where
         L: Layer<Connection>,
         L::Service: Service<Command, Response = Reply> + Clone + Send + Sync + 'static,
         <L::Service as Service<Command>>::Error: Into<BoxError>,
         <L::Service as Service<Command>>::Future: Send + 'static,
     {
-        self.assemble(addr, Some(health))
+        self.assemble(addr, connection, Some(health))
     }
 
-    fn assemble(&self, addr: SocketAddr, health: Option<NodeHealth>) -> NodeService
+    fn assemble(
+        &self,
+        addr: SocketAddr,
+        connection: ConnectionConfig,
+        health: Option<NodeHealth>,
+    ) -> NodeService
     where
         L: Layer<Connection>,
         L::Service: Service<Command, Response = Reply> + Clone + Send + Sync + 'static,
         <L::Service as Service<Command>>::Error: Into<BoxError>,
         <L::Service as Service<Command>>::Future: Send + 'static,
     {
-        let connection = Connection::new(addr, self.connection.clone());
+        let connection = Connection::new(addr, connection);
         let attempts = attempts_through(self.layers.layer(connection.clone()));
         NodeService {
             route: Route {

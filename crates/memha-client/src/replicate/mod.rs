@@ -53,9 +53,11 @@ use crate::error::{Error, ErrorKind};
 use crate::node::NodeService;
 
 /// Adds a node to the health table, probed as its connection connects (TLS
-/// included), and builds its stack around that health handle.
+/// included), and builds its stack around that health handle. The name is
+/// the one the node was discovered by, if not an IP address: TLS checks
+/// the node's certificate against it.
 pub(crate) type MakeNode =
-    Box<dyn Fn(SocketAddr, &HealthTable) -> (NodeHealth, NodeService) + Send + Sync>;
+    Box<dyn Fn(SocketAddr, Option<&str>, &HealthTable) -> (NodeHealth, NodeService) + Send + Sync>;
 
 /// The replication layer: a `tower::Service<Command>` over every node.
 ///
@@ -109,11 +111,16 @@ impl Replicate {
     /// Adds a node: it is probed (Joining) before it takes traffic, and is
     /// treated as empty. Adding a known node does nothing.
     pub fn add_node(&self, addr: SocketAddr) {
+        self.add_named_node(addr, None);
+    }
+
+    /// Adds a node discovered by the name `host` (see [`MakeNode`]).
+    fn add_named_node(&self, addr: SocketAddr, host: Option<&str>) {
         let shared = &self.shared;
         if shared.members.get(addr).is_some() {
             return;
         }
-        let (health, service) = (shared.make_node)(addr, &shared.health);
+        let (health, service) = (shared.make_node)(addr, host, &shared.health);
         let member = Member::new(
             addr,
             service,
@@ -198,7 +205,7 @@ impl Replicate {
         let mut known = std::collections::HashMap::new();
         for addr in first {
             if let Some(socket) = resolve(&addr).await {
-                self.add_node(socket);
+                self.add_named_node(socket, host_name(&addr));
                 known.insert(addr.id(), socket);
             }
         }
@@ -227,7 +234,7 @@ async fn apply(
     match change {
         Ok(Change::Insert(id, addr)) => match resolve(&addr).await {
             Some(socket) => {
-                replicate.add_node(socket);
+                replicate.add_named_node(socket, host_name(&addr));
                 known.insert(id, socket);
             }
             None => tracing::warn!(node = %addr, "discovered node does not resolve"),
@@ -239,6 +246,14 @@ async fn apply(
         }
         Err(err) => tracing::warn!(error = %err, "discovery failed; keeping the known nodes"),
     }
+}
+
+/// The name a node was discovered by, unless it is an IP address.
+fn host_name(addr: &NodeAddr) -> Option<&str> {
+    addr.host
+        .parse::<std::net::IpAddr>()
+        .is_err()
+        .then_some(addr.host.as_str())
 }
 
 async fn resolve(addr: &NodeAddr) -> Option<SocketAddr> {
