@@ -440,14 +440,15 @@ async fn a_replicated_client_over_tls() {
         "{stats:?}"
     );
     client.set("tls:replicated", "both").await.unwrap();
-    for node in &nodes {
-        let direct = self::client(node.addr, tls(trusting(&ca).build().unwrap()));
-        let item = direct
-            .get("tls:replicated")
-            .await
-            .unwrap()
-            .expect("on every node");
-        assert_eq!(&item.value[..], b"both");
+    assert_on_every_node(&ca, &nodes, "tls:replicated", b"both").await;
+}
+
+/// Reads `key` from each node directly over TLS: `value` on every one.
+async fn assert_on_every_node(ca: &Ca, nodes: &[TlsNode], key: &str, value: &[u8]) {
+    for node in nodes {
+        let direct = client(node.addr, tls(trusting(ca).build().unwrap()));
+        let item = direct.get(key).await.unwrap().expect("on every node");
+        assert_eq!(&item.value[..], value, "on {}", node.addr);
     }
 }
 
@@ -561,15 +562,7 @@ async fn nodes_found_through_a_tls_configuration_endpoint() {
     expected.sort();
     assert_eq!(found, expected);
     client.set("tls:discovered", "found").await.unwrap();
-    for node in &nodes {
-        let direct = self::client(node.addr, tls(trusting(&ca).build().unwrap()));
-        let item = direct
-            .get("tls:discovered")
-            .await
-            .unwrap()
-            .expect("on every node");
-        assert_eq!(&item.value[..], b"found");
-    }
+    assert_on_every_node(&ca, &nodes, "tls:discovered", b"found").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
