@@ -22,8 +22,7 @@
 //!   (`tests/chaos`, a release build): a 64-task session workload on 3 to
 //!   5 real memcached nodes under a seeded fault schedule, checked by a
 //!   history checker; prints a summary ending in `violations: N` and fails
-//!   when N > 0. ARGS: `--nodes 3..5`, `--tasks N`, `--show N`,
-//!   `--strict-convergence`.
+//!   when N > 0. ARGS: `--nodes 3..5`, `--tasks N`, `--show N`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -49,7 +48,7 @@ commands:
   chaos [--seconds N] [--seed S] [ARGS...]
                    the chaos suite: a session workload on real memcached nodes under
                    seeded faults, checked by a history checker (ARGS: --nodes 3..5
-                   --tasks N --show N --strict-convergence)";
+                   --tasks N --show N)";
 
 fn main() -> ExitCode {
     let mut args = env::args_os().skip(1);

@@ -174,6 +174,99 @@ async fn promise_1_and_3_restarted_empty_nodes_are_repaired_with_the_ttl() {
     }
 }
 
+/// Sets `keys` through `client` (TTL 900 s, flags 5).
+async fn write_sessions(client: &Client, keys: &[String]) {
+    for key in keys {
+        client
+            .set(key.as_str(), key.clone())
+            .ttl(Ttl::seconds(900))
+            .flags(5)
+            .await
+            .unwrap();
+    }
+}
+
+/// Whether `addr` is catching up, as the client's counters say.
+fn catching_up(client: &Client, addr: SocketAddr) -> bool {
+    let stats = client.cluster().unwrap().stats();
+    let node = stats.nodes.iter().find(|node| node.addr == addr);
+    node.unwrap_or_else(|| panic!("{addr} in {stats:?}"))
+        .catching_up
+}
+
+/// Reads every key once through `client`, then returns the keys that
+/// `addr` lacks, after checking that every copy there is the key's own.
+async fn read_once_then_missing_on(client: &Client, keys: &[String], addr: SocketAddr) -> usize {
+    for key in keys {
+        let item = client.get(key.as_str()).await.unwrap().expect("a hit");
+        assert_eq!(&item.value[..], key.as_bytes());
+    }
+    let mut missing = 0;
+    for key in keys {
+        match on_node(addr, key) {
+            Some((value, flags, ttl)) => {
+                assert_eq!((value.as_slice(), flags), (key.as_bytes(), 5), "{key}");
+                assert!((890..=900).contains(&ttl), "{key}: ttl {ttl}");
+            }
+            None => missing += 1,
+        }
+    }
+    missing
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promise_3_one_read_repairs_a_node_that_returned_empty() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let addrs = cluster.addrs();
+    // Reads ask 2 of the 3 nodes.
+    let client = client_of(&addrs, ReplicationConfig::default()).await;
+    let keys: Vec<String> = (0..24).map(|i| format!("returned:{i}")).collect();
+    write_sessions(&client, &keys).await;
+    assert!(!catching_up(&client, addrs[2]));
+
+    // The client sees the node come back (its probe finds a new pid) and
+    // makes it safe before it turns Up.
+    let mut transitions = client.cluster().unwrap().health().transitions();
+    cluster.node(2).restart().unwrap();
+    loop {
+        let transition = tokio::time::timeout(Duration::from_secs(10), transitions.recv())
+            .await
+            .expect("the restart is seen")
+            .expect("a transition");
+        if transition.node == addrs[2] && transition.to == NodeState::Up {
+            break;
+        }
+    }
+    assert!(catching_up(&client, addrs[2]));
+    assert_eq!(read_once_then_missing_on(&client, &keys, addrs[2]).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promise_3_one_read_fills_a_node_added_later_within_its_catch_up_window() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let addrs = cluster.addrs();
+    let keys: Vec<String> = (0..24).map(|i| format!("added:{i}")).collect();
+    for (window, name) in [
+        (Duration::from_secs(3600), "default"),
+        (Duration::ZERO, "none"),
+    ] {
+        cluster.node(2).restart().unwrap();
+        let replication = ReplicationConfig::default().catch_up_window(window);
+        let client = client_of(&addrs[..2], replication).await;
+        write_sessions(&client, &keys).await;
+        client.cluster().unwrap().add_node(addrs[2]);
+        wait_all_up(&client, 3).await;
+        let missing = read_once_then_missing_on(&client, &keys, addrs[2]).await;
+        if window.is_zero() {
+            // Without the window a read asks the new node only when it is
+            // the key's primary or its turn in the rotation comes.
+            assert!(missing > 0, "window {name}: every key reached the new node");
+        } else {
+            assert_eq!(missing, 0, "window {name}");
+        }
+    }
+}
+
 /// Pauses node 0, deletes "gone" and overwrites "changed", resumes it, and
 /// checks that neither the paused node nor any read brings the old data back.
 async fn no_resurrection(wait_for_down_first: bool) {

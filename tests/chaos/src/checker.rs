@@ -80,9 +80,6 @@ pub enum Kind {
     TtlDrift,
     /// After the faults healed and the key was read, nodes disagree (promise 3).
     NotConverged,
-    /// After the faults healed and the key was read once, a node lacks it
-    /// (promise 3 as stated: one read asks only some nodes).
-    MissingAfterOneRead,
     /// A node did not come back Up after the faults healed.
     NotHealed,
     /// A call took longer than its budget (promise 5).
@@ -108,7 +105,6 @@ impl Kind {
             Kind::WrongTtl => "wrong TTL",
             Kind::TtlDrift => "TTL extended by a late write",
             Kind::NotConverged => "replicas not converged",
-            Kind::MissingAfterOneRead => "copy missing after one read",
             Kind::NotHealed => "node not healed",
             Kind::OverBudget => "over the timeout budget",
             Kind::UnexpectedError => "unexpected error",
@@ -180,8 +176,6 @@ pub struct CheckInput<'a> {
     pub copies_after_one_read: &'a [KeyCopies],
     /// What each node held after every key was read from every node.
     pub copies_after_full_read: &'a [KeyCopies],
-    /// Whether a node lacking a key after one read is a violation.
-    pub strict_convergence: bool,
     /// How late a write held up by a fault may reach a node (the longest
     /// fault plus a timeout): a relative lifetime may end that much later.
     pub late_apply: Duration,
@@ -204,9 +198,6 @@ pub struct Findings {
     pub excused: Vec<Violation>,
     /// Lifetimes extended by late writes, within the bound (not violations).
     pub drift: Vec<Violation>,
-    /// Keys a node lacked after one read (promise 3 as stated), when
-    /// that is not counted as a violation.
-    pub gaps: Vec<Violation>,
     /// Keys whose copies were compared after the verification reads.
     pub keys_compared: usize,
     /// Of those, keys left out because a copy was about to expire.
@@ -715,10 +706,10 @@ impl Checker<'_> {
         }
     }
 
-    /// Compares what the nodes hold for one key. After one read
-    /// (`full` false) the nodes that hold the key must agree, and a node
-    /// without it is a gap of promise 3 as stated (a violation only with
-    /// `strict`); after a read of every node (`full`) all must agree.
+    /// Compares what the nodes hold for one key, after it was read once
+    /// through the workload's client (`full` false) and again from every
+    /// node (`full`): every node must hold the same copy (promise 3), or
+    /// none may.
     fn converged(
         &self,
         copies: &KeyCopies,
@@ -761,15 +752,14 @@ impl Checker<'_> {
                     "after the faults healed and the key was read once, the nodes holding it disagree"
                 },
             )
-        } else if missing && full {
-            (
-                Kind::NotConverged,
-                "after the faults healed and every node was read, a node lacks the key",
-            )
         } else if missing {
             (
-                Kind::MissingAfterOneRead,
-                "after the faults healed and the key was read once, a node lacks the key",
+                Kind::NotConverged,
+                if full {
+                    "after the faults healed and every node was read, a node lacks the key"
+                } else {
+                    "after the faults healed and the key was read once, a node lacks the key"
+                },
             )
         } else {
             return;
@@ -790,11 +780,7 @@ impl Checker<'_> {
             detail: detail.to_owned(),
             history,
         };
-        if kind == Kind::MissingAfterOneRead && !self.input.strict_convergence {
-            findings.gaps.push(violation);
-        } else {
-            findings.violations.push(violation);
-        }
+        findings.violations.push(violation);
     }
 
     fn push(
@@ -937,7 +923,6 @@ mod tests {
             health: &[],
             copies_after_one_read: &[],
             copies_after_full_read: &[],
-            strict_convergence: false,
             late_apply: Duration::from_secs(1),
             anchor: 0,
             node_timeout: Duration::from_millis(250),

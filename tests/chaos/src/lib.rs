@@ -81,10 +81,6 @@ pub struct ChaosConfig {
     pub fault_gap_ms: (u64, u64),
     /// How many violations are printed in full.
     pub show_violations: usize,
-    /// Whether a node still lacking a key after the key was read once
-    /// (promise 3 taken literally; a read asks only ceil(n/2) nodes) is a
-    /// violation. Off: such keys are counted and shown apart.
-    pub strict_convergence: bool,
 }
 
 impl ChaosConfig {
@@ -104,7 +100,6 @@ impl ChaosConfig {
             fault_ms: (200, 2500),
             fault_gap_ms: (100, 700),
             show_violations: 20,
-            strict_convergence: false,
         }
     }
 
@@ -326,7 +321,6 @@ async fn run_counting(config: ChaosConfig) -> Result<Report, String> {
         health: &health,
         copies_after_one_read: &copies_after_one_read,
         copies_after_full_read: &copies_after_full_read,
-        strict_convergence: config.strict_convergence,
         late_apply: Duration::from_millis(config.fault_ms.1) + config.node_timeout,
         anchor,
         node_timeout: config.node_timeout,

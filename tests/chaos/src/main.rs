@@ -1,4 +1,4 @@
-//! `memha-chaos --seconds N --seed S [--nodes 3..5] [--tasks N] [--show N] [--strict-convergence]`:
+//! `memha-chaos --seconds N --seed S [--nodes 3..5] [--tasks N] [--show N]`:
 //! one chaos run, its summary on standard output, ending in
 //! `violations: N`. Exits 1 when a promise was broken, 2 on bad arguments
 //! or a set-up failure.
@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use memha_chaos::ChaosConfig;
 
-const USAGE: &str = "usage: memha-chaos [--seconds N] [--seed S] [--nodes 3..5] [--tasks N] [--show N] [--strict-convergence]";
+const USAGE: &str =
+    "usage: memha-chaos [--seconds N] [--seed S] [--nodes 3..5] [--tasks N] [--show N]";
 
 fn main() -> ExitCode {
     let config = match parse(std::env::args().skip(1)) {
@@ -60,12 +61,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<ChaosConfig, String> 
     let mut nodes = None;
     let mut tasks = None;
     let mut show = None;
-    let mut strict = false;
     while let Some(arg) = args.next() {
-        if arg == "--strict-convergence" {
-            strict = true;
-            continue;
-        }
         let mut value = |name: &str| -> Result<u64, String> {
             let value = args.next().ok_or_else(|| format!("{name} needs a value"))?;
             value
@@ -100,7 +96,6 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<ChaosConfig, String> 
     if let Some(tasks) = tasks {
         config.tasks = (tasks as usize).max(1);
     }
-    config.strict_convergence = strict;
     if let Some(show) = show {
         config.show_violations = show as usize;
     }

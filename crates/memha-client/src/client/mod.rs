@@ -600,6 +600,7 @@ impl<L> ClientBuilder<L> {
             .health()
             .wait_for_nodes(known, self.replication.startup_wait)
             .await;
+        replicate.establish();
         Ok(replicate)
     }
 

@@ -64,6 +64,10 @@ pub struct ReplicationConfig {
     pub journal_capacity: usize,
     /// How long building a client waits for its first nodes to be probed (default 2 s).
     pub startup_wait: Duration,
+    /// How long a node that may lack keys is read first, so that one read
+    /// of a key repairs it there (default 1 hour; zero turns it off). See
+    /// [`catch_up_window`](Self::catch_up_window).
+    pub catch_up_window: Duration,
 }
 
 impl Default for ReplicationConfig {
@@ -75,6 +79,7 @@ impl Default for ReplicationConfig {
             rejoin: RejoinPolicy::Invalidate,
             journal_capacity: 100_000,
             startup_wait: Duration::from_secs(2),
+            catch_up_window: Duration::from_secs(3600),
         }
     }
 }
@@ -113,6 +118,24 @@ impl ReplicationConfig {
     /// Sets how long building a client waits for its first nodes.
     pub fn startup_wait(mut self, wait: Duration) -> Self {
         self.startup_wait = wait;
+        self
+    }
+
+    /// Sets how long a node that may lack keys is read first.
+    ///
+    /// A node may lack keys when it joins the cluster after the client
+    /// started (a new node, or one that was not up at start), and when it
+    /// returns (restarted empty, or with the keys it missed deleted). For
+    /// this long after it turns Up, every read asks it, besides the ones
+    /// it would ask anyway, so a key read once is repaired on it: promise 3
+    /// for nodes a read would not otherwise ask. It costs no extra
+    /// requests while no more than ceil(n/2) nodes catch up at once (they
+    /// take the place of others in the read); beyond that, reads ask more
+    /// nodes. A key first read after the window may stay missing on such a
+    /// node until a read happens to ask it. Size it to the TTL of your
+    /// entries; zero turns it off.
+    pub fn catch_up_window(mut self, window: Duration) -> Self {
+        self.catch_up_window = window;
         self
     }
 

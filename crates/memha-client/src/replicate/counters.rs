@@ -128,6 +128,9 @@ pub struct NodeStatus {
     pub journaled: usize,
     /// State changes it went through (Down, Rejoining, Up...) since it was added.
     pub transitions: u64,
+    /// Whether it may lack keys (it joined or returned lately), so that
+    /// every read asks it: see [`ReplicationConfig::catch_up_window`](crate::ReplicationConfig::catch_up_window).
+    pub catching_up: bool,
 }
 
 /// A snapshot of the replication layer's counters.

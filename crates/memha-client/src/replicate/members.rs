@@ -1,12 +1,14 @@
 //! The current set of nodes: each node's stack, health and rejoin journal.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 use memha_health::{NodeHealth, NodeState};
 use memha_proto::{Command, Key, Reply};
 use std::time::Duration;
+use tokio::time::Instant;
 
 use super::journal::Journal;
 use super::placement;
@@ -22,7 +24,17 @@ pub(crate) struct Member {
     service: NodeService,
     pub(crate) health: NodeHealth,
     journal: Mutex<Journal>,
+    /// Whether reads must ask this node, which may lack keys: [`WARM`],
+    /// [`PENDING`] (from its next Up), or the end of the window in
+    /// nanoseconds since `created`.
+    catch_up: AtomicU64,
+    created: Instant,
 }
+
+/// The node holds what the others hold (as far as this client knows).
+const WARM: u64 = 0;
+/// The node may lack keys: its catch-up window starts when a read finds it Up.
+const PENDING: u64 = u64::MAX;
 
 impl Member {
     pub(crate) fn new(
@@ -39,6 +51,46 @@ impl Member {
             service,
             health,
             journal: Mutex::new(Journal::new(journal_capacity)),
+            catch_up: AtomicU64::new(WARM),
+            created: Instant::now(),
+        }
+    }
+
+    /// The node may lack keys (it joined, or is returning): reads ask it
+    /// for a window from when it is next Up.
+    pub(crate) fn begin_catch_up(&self) {
+        self.catch_up.store(PENDING, Ordering::Release);
+    }
+
+    /// Whether this node may lack keys, so reads must ask it, `window`
+    /// being the catch-up window: see
+    /// [`ReplicationConfig::catch_up_window`](super::ReplicationConfig::catch_up_window).
+    /// The window of a node marked by [`begin_catch_up`](Self::begin_catch_up)
+    /// starts when it is first asked this while Up.
+    pub(crate) fn is_catching_up(&self, window: Duration) -> bool {
+        let now = || u64::try_from(self.created.elapsed().as_nanos()).unwrap_or(PENDING - 1);
+        match self.catch_up.load(Ordering::Acquire) {
+            WARM => false,
+            PENDING if self.state() != NodeState::Up => !window.is_zero(),
+            PENDING => {
+                let end = now()
+                    .saturating_add(u64::try_from(window.as_nanos()).unwrap_or(PENDING))
+                    .clamp(WARM + 1, PENDING - 1);
+                let _ = self.catch_up.compare_exchange(
+                    PENDING,
+                    end,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                !window.is_zero()
+            }
+            end if now() < end => true,
+            end => {
+                let _ =
+                    self.catch_up
+                        .compare_exchange(end, WARM, Ordering::AcqRel, Ordering::Acquire);
+                false
+            }
         }
     }
 

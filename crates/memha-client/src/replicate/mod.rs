@@ -74,6 +74,9 @@ pub(crate) struct Shared {
     counters: Counters,
     key_locks: KeyLocks,
     make_node: MakeNode,
+    /// Whether the first nodes are in: nodes added from then on are new to
+    /// the cluster and catch up.
+    established: std::sync::atomic::AtomicBool,
     /// The node stack's timeout: also bounds probes and waiting for room.
     probe_timeout: std::time::Duration,
     // Stops the discovery task when the last handle goes.
@@ -101,6 +104,7 @@ impl Replicate {
             counters: Counters::default(),
             config,
             make_node,
+            established: std::sync::atomic::AtomicBool::new(false),
             probe_timeout,
             _discovery: token.clone().drop_guard(),
             discovery: token,
@@ -128,6 +132,12 @@ impl Replicate {
             shared.config.journal_capacity,
             shared.probe_timeout,
         );
+        if shared
+            .established
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            member.begin_catch_up();
+        }
         if shared.members.insert(Arc::new(member)) {
             shared.counters.record(Event::NodeAdded { node: addr });
         }
@@ -161,6 +171,7 @@ impl Replicate {
                 state: m.state(),
                 journaled: m.journal().len(),
                 transitions: m.health.transition_count(),
+                catching_up: m.is_catching_up(self.shared.config.catch_up_window),
             })
             .collect();
         self.shared.counters.snapshot(nodes)
@@ -192,6 +203,20 @@ impl Replicate {
         command: Command,
     ) -> Pin<Box<dyn Future<Output = Result<Reply, Error>> + Send + '_>> {
         Box::pin(self.shared.execute(command))
+    }
+
+    /// The first nodes are in and probed: the nodes not Up by now, and the
+    /// nodes added from now on, may lack keys and catch up once Up.
+    pub(crate) fn establish(&self) {
+        let shared = &self.shared;
+        shared
+            .established
+            .store(true, std::sync::atomic::Ordering::Release);
+        for member in shared.members.snapshot().iter() {
+            if member.state() != memha_health::NodeState::Up {
+                member.begin_catch_up();
+            }
+        }
     }
 
     /// Takes the nodes from `watcher`: waits for its first snapshot, then

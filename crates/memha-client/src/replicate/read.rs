@@ -4,6 +4,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::Either;
 use memha_proto::{Command, MetaFlags, MetaGet, MetaReply, MetaSet, MetaStatus, Reply, SetMode};
@@ -72,6 +73,7 @@ impl Shared {
         };
         let wanted = self.config.read_count(up.len());
         rotate_secondaries(&mut up);
+        let wanted = catching_up_first(&mut up, wanted, self.config.catch_up_window);
         let (first, rest) = up.split_at(wanted);
         let mut get = caller.clone();
         (get.value, get.client_flags, get.ttl, get.cas) = (true, true, true, true);
@@ -187,6 +189,21 @@ thread_local! {
 
 /// Rotates the Up nodes after the primary, so every node is read (and so
 /// repaired) over time: the primary plus the first `wanted - 1` are asked.
+/// Moves the secondaries that are catching up (they may lack keys) to the
+/// front, keeping the rotation within each group, and returns how many
+/// nodes the read asks: at least `wanted`, and every one catching up, so a
+/// read repairs the key on them (promise 3).
+fn catching_up_first(up: &mut [&Arc<Member>], wanted: usize, window: Duration) -> usize {
+    let mut catching_up = 0;
+    for i in 1..up.len() {
+        if up[i].is_catching_up(window) {
+            up[1 + catching_up..=i].rotate_right(1);
+            catching_up += 1;
+        }
+    }
+    wanted.max(1 + catching_up).min(up.len())
+}
+
 fn rotate_secondaries(up: &mut [&Arc<Member>]) {
     let others = up.len().saturating_sub(1);
     if others > 1 {

@@ -32,6 +32,9 @@ impl RejoinHook for MakeSafe {
         let Some(member) = shared.members.get(info.node) else {
             return Ok(());
         };
+        // Whatever the remedy, it returns lacking keys (restarted, or with
+        // the keys it missed deleted): reads ask it for a while.
+        member.begin_catch_up();
         let remedy = member.journal().take_remedy();
         let remedy = match shared.config.rejoin {
             RejoinPolicy::Trust => Remedy::Nothing,
