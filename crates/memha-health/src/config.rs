@@ -40,11 +40,23 @@ pub struct HealthConfig {
     /// How long the rejoin hook may take before the attempt counts as failed
     /// and is retried (default 60 s).
     pub rejoin_timeout: Duration,
+    /// The first hold-down of a flapping node (default 1 s; zero turns
+    /// damping off). A node that goes Down again less than
+    /// [`flap_hold_max`](Self::flap_hold_max) after it returned Up is
+    /// flapping (it answers probes but not its traffic, say): it stays Down
+    /// at least this long, whatever its probes answer, doubled at each
+    /// further flap. The first Down of a node that had been Up longer is
+    /// not held: a blip recovers at the next probe.
+    pub flap_hold_initial: Duration,
+    /// The longest hold-down, and how long a node must stay Up for its
+    /// flaps to be forgotten (default 30 s).
+    pub flap_hold_max: Duration,
 }
 
 impl HealthConfig {
     /// The defaults: 3 timeouts, probes every 5 s when up, backoff from
-    /// 100 ms by 1.5x to 3 s, jitter 0.2, rejoin timeout 60 s.
+    /// 100 ms by 1.5x to 3 s, jitter 0.2, rejoin timeout 60 s, flapping
+    /// nodes held down from 1 s to 30 s.
     pub const DEFAULT: HealthConfig = HealthConfig {
         timeout_threshold: 3,
         up_interval: Duration::from_secs(5),
@@ -53,6 +65,8 @@ impl HealthConfig {
         backoff_max: Duration::from_secs(3),
         jitter: 0.2,
         rejoin_timeout: Duration::from_secs(60),
+        flap_hold_initial: Duration::from_secs(1),
+        flap_hold_max: Duration::from_secs(30),
     };
 
     /// Sets [`timeout_threshold`](Self::timeout_threshold).
@@ -87,6 +101,15 @@ impl HealthConfig {
         self
     }
 
+    /// Sets the hold-down of flapping nodes: the first, and the longest
+    /// (see [`flap_hold_initial`](Self::flap_hold_initial)). A zero
+    /// `initial` turns damping off.
+    pub fn with_flap_hold(mut self, initial: Duration, max: Duration) -> Self {
+        self.flap_hold_initial = initial;
+        self.flap_hold_max = max;
+        self
+    }
+
     /// The configuration with every value clamped into range.
     pub(crate) fn normalized(&self) -> HealthConfig {
         const MIN: Duration = Duration::from_millis(1);
@@ -107,6 +130,8 @@ impl HealthConfig {
                 self.jitter.clamp(0.0, 1.0)
             },
             rejoin_timeout: self.rejoin_timeout.max(MIN),
+            flap_hold_initial: self.flap_hold_initial,
+            flap_hold_max: self.flap_hold_max.max(self.flap_hold_initial),
         }
     }
 }

@@ -4,9 +4,12 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::{broadcast, watch, Notify};
+use tokio::time::Instant;
 
+use crate::config::HealthConfig;
 use crate::observe::Observation;
 use crate::probe::ProbeReport;
 use crate::state::{Cause, NodeState, RejoinReason, Transition};
@@ -45,11 +48,38 @@ struct Machine {
     rejoin_reason: Option<RejoinReason>,
     /// Rejoin hook attempts in the current Rejoining spell.
     rejoin_attempts: u32,
+    /// When the node last returned Up (from Down or Rejoining), while it is Up.
+    up_since: Option<Instant>,
+    /// Downs that each came soon after the node turned Up: see [`Damping`].
+    flaps: u32,
+    /// Until when a Down node stays Down whatever its probes answer.
+    held_until: Option<Instant>,
+}
+
+/// Holds a flapping node down: see [`HealthConfig::flap_hold_initial`].
+#[derive(Debug, Clone, Copy)]
+struct Damping {
+    initial: Duration,
+    max: Duration,
+}
+
+impl Damping {
+    /// How long a node going Down after `flaps` flaps stays Down.
+    fn hold(self, flaps: u32) -> Duration {
+        match flaps {
+            0 => Duration::ZERO,
+            n => self
+                .initial
+                .saturating_mul(1 << (n - 1).min(20))
+                .min(self.max),
+        }
+    }
 }
 
 pub(crate) struct NodeShared {
     addr: SocketAddr,
     threshold: u32,
+    damping: Damping,
     state: AtomicU8,
     failures: AtomicU32,
     machine: Mutex<Machine>,
@@ -80,11 +110,15 @@ impl fmt::Debug for NodeHealth {
 }
 
 impl NodeHealth {
-    pub(crate) fn new(addr: SocketAddr, threshold: u32, events: Arc<Events>) -> Self {
+    pub(crate) fn new(addr: SocketAddr, config: &HealthConfig, events: Arc<Events>) -> Self {
         NodeHealth {
             shared: Arc::new(NodeShared {
                 addr,
-                threshold: threshold.max(1),
+                threshold: config.timeout_threshold.max(1),
+                damping: Damping {
+                    initial: config.flap_hold_initial,
+                    max: config.flap_hold_max,
+                },
                 state: AtomicU8::new(NodeState::Joining.to_u8()),
                 failures: AtomicU32::new(0),
                 machine: Mutex::new(Machine::default()),
@@ -214,6 +248,16 @@ impl NodeShared {
     pub(crate) fn probe_succeeded(&self, report: ProbeReport) {
         self.record(Observation::Success);
         let mut machine = self.lock();
+        if self.state() == NodeState::Down
+            && machine
+                .held_until
+                .is_some_and(|until| Instant::now() < until)
+        {
+            // Held down for flapping: this answer is not heard (nor its
+            // report kept: the one after the hold is compared with the last
+            // report from before the node went Down).
+            return;
+        }
         let verdict = machine
             .last_report
             .as_ref()
@@ -276,9 +320,37 @@ impl NodeShared {
         }
     }
 
+    /// Counts flaps and holds a flapping node down.
+    fn damp(&self, machine: &mut Machine, from: NodeState, to: NodeState) {
+        let now = Instant::now();
+        match to {
+            // A return: going Down soon after it is a flap. (A node new
+            // to the table has no failure behind it yet.)
+            NodeState::Up if from != NodeState::Joining => machine.up_since = Some(now),
+            NodeState::Down => {
+                if from == NodeState::Up {
+                    let up_for = machine.up_since.map(|since| now - since);
+                    let flapped = up_for.is_some_and(|up_for| up_for < self.damping.max);
+                    machine.flaps = if flapped { machine.flaps + 1 } else { 0 };
+                }
+                machine.up_since = None;
+                let hold = match self.damping.initial.is_zero() {
+                    true => Duration::ZERO,
+                    false => self.damping.hold(machine.flaps),
+                };
+                machine.held_until = (!hold.is_zero()).then(|| now + hold);
+                if !hold.is_zero() {
+                    tracing::warn!(node = %self.addr, flaps = machine.flaps, ?hold, "node flapping: held down");
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn set_state(&self, machine: &mut Machine, to: NodeState, cause: Cause) {
         let from = NodeState::from_u8(self.state.swap(to.to_u8(), Ordering::AcqRel));
         machine.epoch += 1;
+        self.damp(machine, from, to);
         self.failures.store(0, Ordering::Release);
         let transition = Transition {
             node: self.addr,

@@ -97,11 +97,7 @@ impl HealthTable {
         if let Some(member) = members.get(&addr) {
             return member.node.clone();
         }
-        let node = NodeHealth::new(
-            addr,
-            self.inner.config.timeout_threshold,
-            Arc::clone(&self.inner.events),
-        );
+        let node = NodeHealth::new(addr, &self.inner.config, Arc::clone(&self.inner.events));
         let monitor = Monitor::spawn(
             node.clone(),
             Box::new(probe),

@@ -829,7 +829,9 @@ async fn adding_a_node_twice_keeps_the_first_entry() {
 #[tokio::test(start_paused = true)]
 async fn a_slow_observer_skips_the_oldest_transitions_and_counts_them() {
     let script = Script::new(answer(1, 100));
-    let (table, node, _transitions) = up_node(HealthConfig::default(), &script).await;
+    // Damping off: the node flaps on purpose.
+    let config = HealthConfig::default().with_flap_hold(Duration::ZERO, Duration::ZERO);
+    let (table, node, _transitions) = up_node(config, &script).await;
     let mut slow = table.transitions();
     // 400 cycles of Up -> Down -> Rejoining -> Up: 1200 transitions.
     for _ in 0..400 {
@@ -859,4 +861,32 @@ async fn the_transition_stream_ends_when_the_table_and_its_nodes_are_gone() {
     assert_eq!(next(&mut transitions).await.to, NodeState::Down);
     drop(node);
     assert_eq!(transitions.recv().await, None);
+}
+
+/// Marks the node Down and returns how long it took to be Up again.
+async fn down_until_up(node: &NodeHealth, transitions: &mut Transitions) -> Duration {
+    node.record(Observation::ConnectionFailed);
+    let down_at = Instant::now();
+    while next(transitions).await.to != NodeState::Up {}
+    Instant::now() - down_at
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_failing_soon_after_each_return_is_held_down_longer_each_time() {
+    let script = Script::new(answer(1, 100));
+    let (_table, node, mut transitions) = up_node(HealthConfig::default(), &script).await;
+    // The first failure is a blip: back at the next probe. Then each
+    // failure soon after a return holds it down twice as long, up to 30 s,
+    // whatever its probes answer (which come on the backoff schedule, at
+    // most 3 s apart).
+    for hold in [0, 1, 2, 4, 8, 16, 30, 30].map(Duration::from_secs) {
+        let down_for = down_until_up(&node, &mut transitions).await;
+        assert!(
+            down_for >= hold && down_for <= hold + 3 * SEC,
+            "held {down_for:?}, expected {hold:?}"
+        );
+    }
+    // Up for the longest hold-down: its flaps are forgotten.
+    sleep(30 * SEC).await;
+    assert!(down_until_up(&node, &mut transitions).await < SEC);
 }

@@ -119,6 +119,8 @@ fn health_config() -> HealthConfig {
     HealthConfig::default()
         .with_up_interval(Duration::from_millis(200))
         .with_backoff(Duration::from_millis(20), 1.5, Duration::from_millis(300))
+        // Flapping nodes held down on the suite's compressed time scale.
+        .with_flap_hold(Duration::from_millis(100), Duration::from_secs(2))
 }
 
 /// Runs the suite once.
