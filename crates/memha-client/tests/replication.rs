@@ -133,14 +133,7 @@ async fn promise_1_and_3_restarted_empty_nodes_are_repaired_with_the_ttl() {
     let addrs = cluster.addrs();
     let writer = client_of(&addrs, ReplicationConfig::default()).await;
     let keys: Vec<String> = (0..12).map(|i| format!("session:{i}")).collect();
-    for key in &keys {
-        writer
-            .set(key.as_str(), key.clone())
-            .ttl(Ttl::seconds(900))
-            .flags(5)
-            .await
-            .unwrap();
-    }
+    write_sessions(&writer, &keys).await;
     cluster.node(0).restart().unwrap();
     cluster.node(2).restart().unwrap();
     // Every subset size, so every node is the one asked first for some key.

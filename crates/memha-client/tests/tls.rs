@@ -527,6 +527,25 @@ impl Drop for TlsConfigEndpoint {
     }
 }
 
+/// A replicated client of the nodes `endpoint` lists, reaching the
+/// endpoint with `endpoint_tls` (its certificate checked against the name
+/// given to the source, `localhost`) and the nodes with `node_tls`.
+async fn discovered_client(
+    endpoint: &TlsConfigEndpoint,
+    endpoint_tls: &TlsConfig,
+    node_tls: TlsConfig,
+) -> Client {
+    let source = ElastiCacheConfigSource::new("localhost", endpoint.port)
+        .with_connector(endpoint_tls.endpoint_connector());
+    Client::builder()
+        .source(source)
+        .timeout(Duration::from_secs(2))
+        .tls(node_tls)
+        .build()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_found_through_a_tls_configuration_endpoint() {
     let ca = Ca::new("memha test CA");
@@ -537,17 +556,7 @@ async fn nodes_found_through_a_tls_configuration_endpoint() {
     // too, so a client checking IPs would not notice a mismatch: see below).
     let endpoint = TlsConfigEndpoint::start(&ca, "memcached.test", &addrs).await;
     let settings = trusting(&ca).build().unwrap();
-    // The endpoint's own certificate is checked against the name given to
-    // the source: `localhost`.
-    let source = ElastiCacheConfigSource::new("localhost", endpoint.port)
-        .with_connector(settings.endpoint_connector());
-    let client = Client::builder()
-        .source(source)
-        .timeout(Duration::from_secs(2))
-        .tls(settings)
-        .build()
-        .await
-        .unwrap();
+    let client = discovered_client(&endpoint, &settings, settings.clone()).await;
     assert!(endpoint.served.load(Ordering::SeqCst) >= 1);
     let mut found: Vec<SocketAddr> = client
         .cluster()
@@ -620,15 +629,7 @@ async fn a_discovered_node_is_checked_against_the_name_it_is_listed_under() {
     // the node's IP address).
     let endpoint = TlsConfigEndpoint::start(&ca, "impostor.test", &[node.addr]).await;
     let settings = trusting(&ca).build().unwrap();
-    let source = ElastiCacheConfigSource::new("localhost", endpoint.port)
-        .with_connector(settings.endpoint_connector());
-    let client = Client::builder()
-        .source(source)
-        .timeout(Duration::from_secs(2))
-        .tls(settings.clone())
-        .build()
-        .await
-        .unwrap();
+    let client = discovered_client(&endpoint, &settings, settings.clone()).await;
     let stats = client.cluster().unwrap().stats();
     assert_eq!(stats.nodes.len(), 1, "{stats:?}");
     assert_ne!(
@@ -644,15 +645,7 @@ async fn a_discovered_node_is_checked_against_the_name_it_is_listed_under() {
 
     // An explicit server name wins over the listed name.
     let endpoint = TlsConfigEndpoint::start(&ca, "impostor.test", &[node.addr]).await;
-    let settings = trusting(&ca).server_name("memcached.test").build().unwrap();
-    let source = ElastiCacheConfigSource::new("localhost", endpoint.port)
-        .with_connector(trusting(&ca).build().unwrap().endpoint_connector());
-    let client = Client::builder()
-        .source(source)
-        .timeout(Duration::from_secs(2))
-        .tls(settings)
-        .build()
-        .await
-        .unwrap();
+    let named = trusting(&ca).server_name("memcached.test").build().unwrap();
+    let client = discovered_client(&endpoint, &settings, named).await;
     client.set("tls:overridden", "yes").await.unwrap();
 }
