@@ -3,6 +3,9 @@
 //! ```sh
 //! # The cluster's configuration endpoint (`config get cluster`, no AWS credentials):
 //! cargo run -p memha-client --example elasticache -- my-cache.abc123.cfg.use1.cache.amazonaws.com:11211
+//! # A cluster with in-transit encryption: TLS to the endpoint and the nodes,
+//! # checked against the system's trusted roots, behind the `tls` feature:
+//! cargo run -p memha-client --features tls --example elasticache -- my-cache.abc123.cfg.use1.cache.amazonaws.com:11211 --tls
 //! # The ElastiCache API (DescribeCacheClusters; region and credentials from the
 //! # usual AWS environment), behind the `elasticache` feature:
 //! cargo run -p memha-client --features elasticache --example elasticache -- --api my-cache
@@ -34,19 +37,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut _local = None;
     let builder = match args.as_slice() {
         [flag, cluster_id] if flag == "--api" => api(builder, cluster_id).await?,
-        [endpoint] => {
-            let (host, port) = endpoint
-                .rsplit_once(':')
-                .ok_or("the configuration endpoint is host:port")?;
-            builder.source(ElastiCacheConfigSource::new(host, port.parse()?))
-        }
+        [endpoint] => builder.source(config_endpoint(endpoint)?),
+        [endpoint, flag] if flag == "--tls" => encrypted(builder, config_endpoint(endpoint)?)?,
         [] => {
             let (cluster, endpoint) = stand_in().await?;
             println!("stand-in configuration endpoint on {endpoint}");
             _local = Some(cluster);
             builder.source(ElastiCacheConfigSource::new("127.0.0.1", endpoint.port()))
         }
-        _ => return Err("usage: elasticache [HOST:PORT | --api CLUSTER_ID]".into()),
+        _ => return Err("usage: elasticache [HOST:PORT [--tls] | --api CLUSTER_ID]".into()),
     };
 
     let client = builder.build().await?;
@@ -60,6 +59,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let item = client.get("elasticache:hello").await?;
     println!("read back: {:?}", item.map(|item| item.value));
     Ok(())
+}
+
+fn config_endpoint(endpoint: &str) -> Result<ElastiCacheConfigSource, Box<dyn std::error::Error>> {
+    let (host, port) = endpoint
+        .rsplit_once(':')
+        .ok_or("the configuration endpoint is host:port")?;
+    Ok(ElastiCacheConfigSource::new(host, port.parse()?))
+}
+
+/// TLS to the configuration endpoint and to the nodes (feature `tls`): each
+/// certificate is checked against the name the endpoint is given, or the
+/// name it lists the node under.
+#[cfg(feature = "tls")]
+fn encrypted(
+    builder: ClientBuilder,
+    source: ElastiCacheConfigSource,
+) -> Result<ClientBuilder, Box<dyn std::error::Error>> {
+    let tls = memha_client::TlsConfig::builder().native_roots().build()?;
+    Ok(builder
+        .source(source.with_connector(tls.endpoint_connector()))
+        .tls(tls))
+}
+
+#[cfg(not(feature = "tls"))]
+fn encrypted(
+    _builder: ClientBuilder,
+    _source: ElastiCacheConfigSource,
+) -> Result<ClientBuilder, Box<dyn std::error::Error>> {
+    Err("TLS needs `--features tls`".into())
 }
 
 /// The ElastiCache API source (feature `elasticache`).
