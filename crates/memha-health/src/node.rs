@@ -334,10 +334,7 @@ impl NodeShared {
                     machine.flaps = if flapped { machine.flaps + 1 } else { 0 };
                 }
                 machine.up_since = None;
-                let hold = match self.damping.initial.is_zero() {
-                    true => Duration::ZERO,
-                    false => self.damping.hold(machine.flaps),
-                };
+                let hold = self.damping.hold(machine.flaps);
                 machine.held_until = (!hold.is_zero()).then(|| now + hold);
                 if !hold.is_zero() {
                     tracing::warn!(node = %self.addr, flaps = machine.flaps, ?hold, "node flapping: held down");

@@ -112,9 +112,9 @@ impl ConnectionConfig {
         self.tls.as_ref()
     }
 
-    /// These settings for a node discovered by the name `host`: over TLS,
-    /// its certificate is checked against `host` unless a server name was
-    /// set (an IP address changes nothing).
+    /// These settings for a node discovered by the name `host` (not an IP
+    /// address): over TLS, its certificate is checked against `host` unless
+    /// a server name was set.
     pub(crate) fn for_host(&self, host: &str) -> ConnectionConfig {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_ref().and_then(|tls| tls.named(host)) {

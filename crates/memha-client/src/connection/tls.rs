@@ -92,17 +92,22 @@ impl TlsConfig {
         addr: SocketAddr,
         stream: TcpStream,
     ) -> Result<TlsStream<TcpStream>, TlsError> {
-        let name = self
-            .server_name
-            .clone()
-            .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
-        self.handshake(name, stream).await
+        self.handshake(self.name_for_ip(addr.ip()), stream).await
     }
 
-    /// These settings checking certificates against the DNS name `host`,
-    /// when no server name was set; `None` when nothing changes.
+    /// The name a certificate is checked against when reaching `ip`: the
+    /// server name set, else the address.
+    fn name_for_ip(&self, ip: IpAddr) -> ServerName<'static> {
+        self.server_name
+            .clone()
+            .unwrap_or_else(|| ServerName::IpAddress(ip.into()))
+    }
+
+    /// These settings checking certificates against `host` (the name a
+    /// node was discovered by), when no server name was set; `None` when
+    /// nothing changes.
     pub(crate) fn named(&self, host: &str) -> Option<TlsConfig> {
-        if self.server_name.is_some() || host.parse::<IpAddr>().is_ok() {
+        if self.server_name.is_some() {
             return None;
         }
         match parse_server_name(host) {
@@ -130,7 +135,7 @@ impl TlsConfig {
 
     /// A connector for health probes that reaches nodes with these settings.
     pub(crate) fn probe_connector(&self) -> Arc<dyn ProbeConnector> {
-        Arc::new(TlsProbeConnector { tls: self.clone() })
+        Arc::new(TlsDialer { tls: self.clone() })
     }
 
     /// A connector for an [`ElastiCacheConfigSource`] whose cluster has
@@ -162,7 +167,7 @@ impl TlsConfig {
     ///
     /// [`ElastiCacheConfigSource`]: crate::discovery::ElastiCacheConfigSource
     pub fn endpoint_connector(&self) -> Arc<dyn EndpointConnector> {
-        Arc::new(TlsEndpointConnector { tls: self.clone() })
+        Arc::new(TlsDialer { tls: self.clone() })
     }
 }
 
@@ -517,44 +522,43 @@ impl StdError for TlsError {
     }
 }
 
-/// Health probes over TLS: the same settings as the node connections.
+/// Opens a TCP connection and makes the handshake with these settings:
+/// for health probes (the same TLS as the node connections) and for
+/// configuration endpoints ([`TlsConfig::endpoint_connector`]).
 #[derive(Debug)]
-struct TlsProbeConnector {
+struct TlsDialer {
     tls: TlsConfig,
 }
 
-#[async_trait]
-impl ProbeConnector for TlsProbeConnector {
-    async fn connect(&self, addr: SocketAddr) -> io::Result<ProbeStream> {
-        let stream = TcpStream::connect(addr).await?;
+impl TlsDialer {
+    async fn dial(
+        &self,
+        target: impl tokio::net::ToSocketAddrs,
+        name: ServerName<'static>,
+    ) -> io::Result<TlsStream<TcpStream>> {
+        let stream = TcpStream::connect(target).await?;
         stream.set_nodelay(true)?;
-        let stream = self.tls.connect(addr, stream).await.map_err(io_error)?;
-        Ok(Box::new(stream))
+        self.tls.handshake(name, stream).await.map_err(io_error)
     }
 }
 
-/// A configuration endpoint over TLS: see [`TlsConfig::endpoint_connector`].
-#[derive(Debug)]
-struct TlsEndpointConnector {
-    tls: TlsConfig,
+#[async_trait]
+impl ProbeConnector for TlsDialer {
+    async fn connect(&self, addr: SocketAddr) -> io::Result<ProbeStream> {
+        let name = self.tls.name_for_ip(addr.ip());
+        Ok(Box::new(self.dial(addr, name).await?))
+    }
 }
 
 #[async_trait]
-impl EndpointConnector for TlsEndpointConnector {
+impl EndpointConnector for TlsDialer {
     async fn connect(&self, host: &str, port: u16) -> io::Result<EndpointStream> {
         let name = match host.parse::<IpAddr>() {
-            Ok(ip) => self
-                .tls
-                .server_name
-                .clone()
-                .unwrap_or(ServerName::IpAddress(ip.into())),
+            Ok(ip) => self.tls.name_for_ip(ip),
             Err(_) => parse_server_name(host)
                 .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?,
         };
-        let stream = TcpStream::connect((host, port)).await?;
-        stream.set_nodelay(true)?;
-        let stream = self.tls.handshake(name, stream).await.map_err(io_error)?;
-        Ok(Box::new(stream))
+        Ok(Box::new(self.dial((host, port), name).await?))
     }
 }
 

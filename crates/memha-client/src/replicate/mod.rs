@@ -32,12 +32,13 @@ mod write;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::Either;
 use memha_discovery::{NodeAddr, NodeId, Watcher};
-use memha_health::{HealthConfig, HealthTable, NodeHealth};
+use memha_health::{HealthConfig, HealthTable, NodeHealth, NodeState};
 use memha_proto::{Command, SetMode};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tower::discover::Change;
@@ -76,7 +77,7 @@ pub(crate) struct Shared {
     make_node: MakeNode,
     /// Whether the first nodes are in: nodes added from then on are new to
     /// the cluster and catch up.
-    established: std::sync::atomic::AtomicBool,
+    established: AtomicBool,
     /// The node stack's timeout: also bounds probes and waiting for room.
     probe_timeout: std::time::Duration,
     // Stops the discovery task when the last handle goes.
@@ -104,7 +105,7 @@ impl Replicate {
             counters: Counters::default(),
             config,
             make_node,
-            established: std::sync::atomic::AtomicBool::new(false),
+            established: AtomicBool::new(false),
             probe_timeout,
             _discovery: token.clone().drop_guard(),
             discovery: token,
@@ -132,10 +133,7 @@ impl Replicate {
             shared.config.journal_capacity,
             shared.probe_timeout,
         );
-        if shared
-            .established
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
+        if shared.established.load(Ordering::Acquire) {
             member.begin_catch_up();
         }
         if shared.members.insert(Arc::new(member)) {
@@ -209,11 +207,9 @@ impl Replicate {
     /// nodes added from now on, may lack keys and catch up once Up.
     pub(crate) fn establish(&self) {
         let shared = &self.shared;
-        shared
-            .established
-            .store(true, std::sync::atomic::Ordering::Release);
+        shared.established.store(true, Ordering::Release);
         for member in shared.members.snapshot().iter() {
-            if member.state() != memha_health::NodeState::Up {
+            if member.state() != NodeState::Up {
                 member.begin_catch_up();
             }
         }

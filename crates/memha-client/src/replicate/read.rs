@@ -187,8 +187,6 @@ thread_local! {
     static ROTATION: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Rotates the Up nodes after the primary, so every node is read (and so
-/// repaired) over time: the primary plus the first `wanted - 1` are asked.
 /// Moves the secondaries that are catching up (they may lack keys) to the
 /// front, keeping the rotation within each group, and returns how many
 /// nodes the read asks: at least `wanted`, and every one catching up, so a
@@ -204,6 +202,8 @@ fn catching_up_first(up: &mut [&Arc<Member>], wanted: usize, window: Duration) -
     wanted.max(1 + catching_up).min(up.len())
 }
 
+/// Rotates the Up nodes after the primary, so every node is read (and so
+/// repaired) over time: the primary plus the first `wanted - 1` are asked.
 fn rotate_secondaries(up: &mut [&Arc<Member>]) {
     let others = up.len().saturating_sub(1);
     if others > 1 {
