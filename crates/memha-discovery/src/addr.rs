@@ -24,6 +24,9 @@ pub struct NodeAddr {
     pub port: u16,
     /// The node's resolved IP address, when known.
     pub ip: Option<IpAddr>,
+    /// `host` names several nodes (a DNS name with many records), so the
+    /// node is known by its address: see [`NodeAddr::id`].
+    known_by_address: bool,
 }
 
 impl NodeAddr {
@@ -49,11 +52,13 @@ impl NodeAddr {
                 host: ip.to_string(),
                 port,
                 ip: Some(ip),
+                known_by_address: false,
             },
             Err(_) => NodeAddr {
                 host,
                 port,
                 ip: None,
+                known_by_address: false,
             },
         }
     }
@@ -64,31 +69,50 @@ impl NodeAddr {
         self
     }
 
-    /// The node's identity, used to diff snapshots and to drop duplicates.
+    /// The same node, known by its address rather than its name: for a
+    /// name that stands for several nodes (every record of a DNS name is a
+    /// node), so the name identifies none of them.
     ///
-    /// It is `ip:port` when the IP is known, else `host:port` with the host
-    /// in lower case and without a trailing dot. So the same server reported
-    /// by two sources, one by name and IP and one by IP only, is one node;
-    /// and a node replaced behind the same DNS name (a new IP) is a new node,
-    /// which is right: the new server starts empty.
+    /// ```
+    /// use memha_discovery::NodeAddr;
     ///
-    /// A node whose IP becomes known later (the ElastiCache configuration
-    /// endpoint leaves it empty while a node is being created) changes
-    /// identity once: the watcher reports it removed and inserted again.
+    /// let record = NodeAddr::new("memcached.svc", 11211)
+    ///     .with_ip("10.0.0.7".parse().unwrap())
+    ///     .known_by_address();
+    /// assert_eq!(record.id().as_str(), "10.0.0.7:11211");
+    /// ```
+    pub fn known_by_address(mut self) -> Self {
+        self.known_by_address = true;
+        self
+    }
+
+    /// The node's identity: what placement ranks (so every client picks the
+    /// same primary for a key), what snapshots are diffed by, and what
+    /// health, stats and tracing show.
+    ///
+    /// A node is known by the name it was discovered by: `host:port`, the
+    /// host in lower case and without a trailing dot, whether or not its IP
+    /// is known. So a node whose IP changes under the same name (a replaced
+    /// ElastiCache node) keeps its identity and its place, and clients that
+    /// reach it through different addresses agree on it. A node given by
+    /// IP alone, or one of several records of a DNS name
+    /// ([`known_by_address`](Self::known_by_address)), is known by `ip:port`.
     ///
     /// ```
     /// use memha_discovery::NodeAddr;
     ///
     /// let a = NodeAddr::new("cache-1.internal", 11211).with_ip("10.0.0.7".parse().unwrap());
-    /// let b = NodeAddr::new("10.0.0.7", 11211);
-    /// assert_eq!(a.id(), b.id());
-    /// assert_eq!(a.id().as_str(), "10.0.0.7:11211");
+    /// let b = NodeAddr::new("cache-1.internal", 11211).with_ip("10.0.0.9".parse().unwrap());
+    /// assert_eq!(a.id(), b.id(), "a new IP under the same name");
+    /// assert_eq!(a.id().as_str(), "cache-1.internal:11211");
+    /// assert_eq!(NodeAddr::new("10.0.0.7", 11211).id().as_str(), "10.0.0.7:11211");
     /// assert_eq!(NodeAddr::new("Cache-1.Internal.", 11211).id().as_str(), "cache-1.internal:11211");
     /// ```
     pub fn id(&self) -> NodeId {
+        let named = self.host.parse::<IpAddr>().is_err() && !self.known_by_address;
         match self.ip {
-            Some(ip) => NodeId(SocketAddr::new(ip, self.port).to_string()),
-            None => {
+            Some(ip) if !named => NodeId(SocketAddr::new(ip, self.port).to_string()),
+            _ => {
                 let host = self.host.trim_end_matches('.').to_ascii_lowercase();
                 if host.contains(':') {
                     NodeId(format!("[{host}]:{}", self.port))
@@ -160,6 +184,18 @@ impl FromStr for NodeAddr {
 pub struct NodeId(String);
 
 impl NodeId {
+    /// An identity given as it is (a node's name, `host:port` or any
+    /// stable label); [`NodeAddr::id`] derives one from an address.
+    ///
+    /// ```
+    /// use memha_discovery::NodeId;
+    ///
+    /// assert_eq!(NodeId::new("cache-1:11211").as_str(), "cache-1:11211");
+    /// ```
+    pub fn new(identity: impl Into<String>) -> Self {
+        NodeId(identity.into())
+    }
+
     /// The identity as text, e.g. `10.0.0.7:11211` or `cache-1.internal:11211`.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -251,11 +251,13 @@ impl ElastiCacheConfigSource {
                 };
                 Ok(match (node.host.is_empty(), ip) {
                     (true, Some(ip)) => NodeAddr::new(ip.to_string(), node.port),
-                    (_, ip) => NodeAddr {
-                        host: node.host.clone(),
-                        port: node.port,
-                        ip,
-                    },
+                    (_, ip) => {
+                        let addr = NodeAddr::new(node.host.clone(), node.port);
+                        match ip {
+                            Some(ip) => addr.with_ip(ip),
+                            None => addr,
+                        }
+                    }
                 })
             })
             .collect()

@@ -193,10 +193,10 @@ impl NodeSource for DnsSource {
         }
         Ok(ips
             .into_iter()
-            .map(|ip| NodeAddr {
-                host: self.dns_name.clone(),
-                port: self.port,
-                ip: Some(ip),
+            .map(|ip| {
+                NodeAddr::new(self.dns_name.clone(), self.port)
+                    .with_ip(ip)
+                    .known_by_address()
             })
             .collect())
     }

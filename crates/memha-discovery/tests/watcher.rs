@@ -260,11 +260,11 @@ async fn two_sources_are_merged_without_duplicates() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_same_node_by_name_and_by_ip_is_one_node() {
+async fn the_same_name_from_two_sources_is_one_node() {
     let named = NodeAddr::new("cache-1.internal", 11211).with_ip("10.0.0.1".parse().unwrap());
     let mut watcher = Watcher::builder()
         .source(StaticSource::new([named.clone()]))
-        .source(StaticSource::parse(["10.0.0.1:11211"]).unwrap())
+        .source(StaticSource::new([NodeAddr::new("Cache-1.Internal.", 11211)]))
         .build();
     assert_eq!(
         watcher.ready().await.unwrap(),
@@ -274,27 +274,28 @@ async fn the_same_node_by_name_and_by_ip_is_one_node() {
     let Change::Insert(id, addr) = watcher.next_change().await.unwrap() else {
         panic!("expected an insert")
     };
-    assert_eq!((id.as_str(), addr), ("10.0.0.1:11211", named));
+    assert_eq!((id.as_str(), addr), ("cache-1.internal:11211", named));
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_changed_address_under_the_same_id_is_removed_then_inserted() {
+async fn a_changed_address_under_the_same_name_is_removed_then_inserted() {
     let source = Arc::new(Scripted {
         name: "a",
         answer: Mutex::new(Answer::Nodes(vec![
-            NodeAddr::new("old-name", 11211).with_ip("10.0.0.1".parse().unwrap())
+            NodeAddr::new("cache-1", 11211).with_ip("10.0.0.1".parse().unwrap())
         ])),
         polls: Mutex::new(Vec::new()),
     });
     let mut watcher = Watcher::new(source.clone());
-    assert_eq!(next_round(&mut watcher).await, ["+10.0.0.1:11211"]);
-    let renamed = NodeAddr::new("new-name", 11211).with_ip("10.0.0.1".parse().unwrap());
-    source.answer(Answer::Nodes(vec![renamed.clone()]));
+    assert_eq!(next_round(&mut watcher).await, ["+cache-1:11211"]);
+    let moved = NodeAddr::new("cache-1", 11211).with_ip("10.0.0.9".parse().unwrap());
+    source.answer(Answer::Nodes(vec![moved.clone()]));
     assert_eq!(
         next_round(&mut watcher).await,
-        ["-10.0.0.1:11211", "+10.0.0.1:11211"]
+        ["-cache-1:11211", "+cache-1:11211"],
+        "the same identity: the client keeps its place and reconnects"
     );
-    assert_eq!(watcher.nodes(), [renamed]);
+    assert_eq!(watcher.nodes(), [moved]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -65,7 +65,7 @@ async fn run(
         match probe.probe().await {
             Ok(report) => shared.probe_succeeded(report),
             Err(err) => {
-                tracing::debug!(node = %shared.addr(), error = %chain(&err), "probe failed");
+                tracing::debug!(node = %shared.name(), error = %chain(&err), "probe failed");
                 shared.probe_failed(err.observation());
             }
         }
@@ -81,11 +81,11 @@ async fn run(
                     match tokio::time::timeout(config.rejoin_timeout, hook.make_safe(info)).await {
                         Ok(Ok(())) => true,
                         Ok(Err(err)) => {
-                            tracing::warn!(node = %shared.addr(), attempt, error = %chain(err.as_ref()), "rejoin hook failed");
+                            tracing::warn!(node = %shared.name(), attempt, error = %chain(err.as_ref()), "rejoin hook failed");
                             false
                         }
                         Err(_) => {
-                            tracing::warn!(node = %shared.addr(), attempt, timeout = ?config.rejoin_timeout, "rejoin hook timed out");
+                            tracing::warn!(node = %shared.name(), attempt, timeout = ?config.rejoin_timeout, "rejoin hook timed out");
                             false
                         }
                     }

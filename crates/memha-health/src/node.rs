@@ -78,6 +78,8 @@ impl Damping {
 
 pub(crate) struct NodeShared {
     addr: SocketAddr,
+    /// The node's identity (its name, else its address), for reports.
+    name: Arc<str>,
     threshold: u32,
     damping: Damping,
     state: AtomicU8,
@@ -102,6 +104,7 @@ pub struct NodeHealth {
 impl fmt::Debug for NodeHealth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NodeHealth")
+            .field("name", &self.shared.name)
             .field("addr", &self.shared.addr)
             .field("state", &self.state())
             .field("consecutive_failures", &self.consecutive_failures())
@@ -110,10 +113,16 @@ impl fmt::Debug for NodeHealth {
 }
 
 impl NodeHealth {
-    pub(crate) fn new(addr: SocketAddr, config: &HealthConfig, events: Arc<Events>) -> Self {
+    pub(crate) fn new(
+        addr: SocketAddr,
+        name: Arc<str>,
+        config: &HealthConfig,
+        events: Arc<Events>,
+    ) -> Self {
         NodeHealth {
             shared: Arc::new(NodeShared {
                 addr,
+                name,
                 threshold: config.timeout_threshold.max(1),
                 damping: Damping {
                     initial: config.flap_hold_initial,
@@ -131,6 +140,11 @@ impl NodeHealth {
     /// The node's address.
     pub fn addr(&self) -> SocketAddr {
         self.shared.addr
+    }
+
+    /// The node's identity: the name it was added under, else its address.
+    pub fn name(&self) -> &str {
+        &self.shared.name
     }
 
     /// The node's state now (one atomic load).
@@ -181,6 +195,10 @@ impl NodeHealth {
 }
 
 impl NodeShared {
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -337,7 +355,7 @@ impl NodeShared {
                 let hold = self.damping.hold(machine.flaps);
                 machine.held_until = (!hold.is_zero()).then(|| now + hold);
                 if !hold.is_zero() {
-                    tracing::warn!(node = %self.addr, flaps = machine.flaps, ?hold, "node flapping: held down");
+                    tracing::warn!(node = %self.name, flaps = machine.flaps, ?hold, "node flapping: held down");
                 }
             }
             _ => {}
@@ -356,8 +374,8 @@ impl NodeShared {
             cause,
         };
         match to {
-            NodeState::Down => tracing::warn!(node = %self.addr, %from, %cause, "node down"),
-            _ => tracing::info!(node = %self.addr, %from, %to, %cause, "node state changed"),
+            NodeState::Down => tracing::warn!(node = %self.name, %from, %cause, "node down"),
+            _ => tracing::info!(node = %self.name, %from, %to, %cause, "node state changed"),
         }
         // No receivers is fine: nobody is watching.
         let _ = self.events.transitions.send(transition);

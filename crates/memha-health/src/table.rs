@@ -93,11 +93,31 @@ impl HealthTable {
     ///
     /// Outside a tokio runtime.
     pub fn add_node(&self, addr: SocketAddr, probe: impl Probe) -> NodeHealth {
+        self.add_named_node(addr, addr.to_string(), probe)
+    }
+
+    /// [`add_node`](Self::add_node) for a node known by `name` (its
+    /// identity, shown in traces), reached at `addr`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn add_named_node(
+        &self,
+        addr: SocketAddr,
+        name: impl Into<Arc<str>>,
+        probe: impl Probe,
+    ) -> NodeHealth {
         let mut members = self.members();
         if let Some(member) = members.get(&addr) {
             return member.node.clone();
         }
-        let node = NodeHealth::new(addr, &self.inner.config, Arc::clone(&self.inner.events));
+        let node = NodeHealth::new(
+            addr,
+            name.into(),
+            &self.inner.config,
+            Arc::clone(&self.inner.events),
+        );
         let monitor = Monitor::spawn(
             node.clone(),
             Box::new(probe),
@@ -166,6 +186,12 @@ impl HealthTable {
             receiver: self.inner.events.transitions.subscribe(),
             missed: 0,
         }
+    }
+
+    /// A receiver that sees every transition and membership change (its
+    /// value is a version counter): to await a change, then re-read states.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.events.changed.subscribe()
     }
 
     /// Waits until at least `min` nodes are [`NodeState::Up`], for at most

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::Either;
-use memha_discovery::{NodeSource, Watcher};
+use memha_discovery::{NodeId, NodeSource, Watcher};
 use memha_health::HealthConfig;
 use memha_proto::{
     ArithmeticMode, Command, Limits, MetaDelete, MetaGet, Reply, SetMode, StatsGroup,
@@ -362,7 +362,8 @@ impl fmt::Debug for Client {
 /// # }
 /// ```
 pub struct ClientBuilder<L = Identity> {
-    nodes: Vec<SocketAddr>,
+    /// Static nodes: identity and the address to reach it at.
+    nodes: Vec<(NodeId, SocketAddr)>,
     sources: Vec<Arc<dyn NodeSource>>,
     discovery_interval: Option<Duration>,
     health: HealthConfig,
@@ -394,9 +395,33 @@ impl Default for ClientBuilder<Identity> {
 
 impl<L> ClientBuilder<L> {
     /// Adds a memcached node (a static list in short; see [`source`](Self::source)).
-    pub fn node(mut self, addr: SocketAddr) -> Self {
-        if !self.nodes.contains(&addr) {
-            self.nodes.push(addr);
+    /// The node is known by its address; see [`named_node`](Self::named_node).
+    pub fn node(self, addr: SocketAddr) -> Self {
+        self.named_node(addr.to_string(), addr)
+    }
+
+    /// Adds a memcached node known by `name`, reached at `addr`.
+    ///
+    /// The name is the node's identity: placement ranks identities, so
+    /// clients that reach one node through different addresses (a proxy, a
+    /// NAT, an IP that changed) still agree on every key's primary. Give
+    /// every client of a cluster the same names.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), memha_client::Error> {
+    /// let client = memha_client::Client::builder()
+    ///     .named_node("cache-1:11211", "10.0.0.1:11211".parse().unwrap())
+    ///     .named_node("cache-2:11211", "10.0.0.2:11211".parse().unwrap())
+    ///     .build()
+    ///     .await?;
+    /// # drop(client);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn named_node(mut self, name: impl Into<String>, addr: SocketAddr) -> Self {
+        let id = NodeId::new(name);
+        if !self.nodes.iter().any(|(known, a)| *known == id || *a == addr) {
+            self.nodes.push((id, addr));
         }
         self
     }
@@ -568,21 +593,21 @@ impl<L> ClientBuilder<L> {
             self.replication.clone(),
             self.health.clone(),
             self.stack.get_timeout(),
-            Box::new(move |addr, host, table| {
+            Box::new(move |addr, id, host, table| {
                 let connection = match host {
                     Some(host) => stack.get_connection().for_host(host),
                     None => stack.get_connection().clone(),
                 };
                 let probe = connection.probe(addr, stack.get_timeout());
-                let health = table.add_node(addr, probe);
+                let health = table.add_named_node(addr, id.as_str(), probe);
                 (
                     health.clone(),
                     stack.build_with_health(addr, connection, health),
                 )
             }),
         );
-        for &addr in &self.nodes {
-            replicate.add_node(addr);
+        for (id, addr) in &self.nodes {
+            replicate.add_named_node(id.as_str(), *addr);
         }
         if !self.sources.is_empty() {
             let mut watcher = Watcher::builder();
@@ -618,7 +643,7 @@ impl<L> ClientBuilder<L> {
         <L::Service as Service<Command>>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
         <L::Service as Service<Command>>::Future: Send + 'static,
     {
-        let [addr] = self.nodes[..] else {
+        let [(_, addr)] = self.nodes[..] else {
             return Err(Error::new(ErrorKind::NoNodes)
                 .with_detail("a single-node client needs exactly one node"));
         };

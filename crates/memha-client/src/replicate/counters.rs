@@ -2,6 +2,8 @@
 //! every event kind a trace shows is also in [`Stats`].
 
 use std::net::SocketAddr;
+
+use memha_discovery::NodeId;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use memha_health::NodeState;
@@ -13,7 +15,7 @@ use crate::trace::key_hash;
 pub(crate) enum Event<'a> {
     /// A copy was written to `node`, which missed the key or held another.
     Repaired {
-        node: SocketAddr,
+        node: &'a NodeId,
         key: &'a Key,
         why: &'static str,
     },
@@ -28,13 +30,13 @@ pub(crate) enum Event<'a> {
         failed: &'a [SocketAddr],
     },
     /// Keys a returning node missed were deleted on it.
-    Invalidated { node: SocketAddr, keys: usize },
+    Invalidated { node: &'a NodeId, keys: usize },
     /// A returning node was flushed.
-    Flushed { node: SocketAddr },
+    Flushed { node: &'a NodeId },
     /// A node joined the set.
-    NodeAdded { node: SocketAddr },
+    NodeAdded { node: &'a NodeId },
     /// A node left the set (discovery no longer lists it).
-    NodeRemoved { node: SocketAddr },
+    NodeRemoved { node: &'a NodeId },
 }
 
 #[derive(Debug, Default)]
@@ -120,7 +122,10 @@ impl Counters {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NodeStatus {
-    /// The node's address.
+    /// The node's identity: the name it was given or discovered by, else
+    /// its address. Placement ranks identities.
+    pub id: NodeId,
+    /// The address this client reaches the node at.
     pub addr: SocketAddr,
     /// Its health state.
     pub state: NodeState,

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
+use memha_discovery::NodeId;
 use memha_health::{NodeHealth, NodeState};
 use memha_proto::{Command, Key, Reply};
 use std::time::Duration;
@@ -18,6 +19,9 @@ use crate::node::NodeService;
 
 /// One node of the replica set.
 pub(crate) struct Member {
+    /// The node's identity: what placement ranks and what reports show.
+    pub(crate) id: NodeId,
+    /// Where this client reaches it.
     pub(crate) addr: SocketAddr,
     timeout: Duration,
     seed: u64,
@@ -38,6 +42,7 @@ const PENDING: u64 = u64::MAX;
 
 impl Member {
     pub(crate) fn new(
+        id: NodeId,
         addr: SocketAddr,
         service: NodeService,
         health: NodeHealth,
@@ -45,9 +50,10 @@ impl Member {
         timeout: Duration,
     ) -> Self {
         Member {
+            seed: placement::node_seed(id.as_str()),
+            id,
             addr,
             timeout,
-            seed: placement::node_seed(&addr.to_string()),
             service,
             health,
             journal: Mutex::new(Journal::new(journal_capacity)),
@@ -139,11 +145,17 @@ impl Members {
         self.current.load().iter().find(|m| m.addr == addr).cloned()
     }
 
-    /// Adds a member unless one with its address exists.
+    pub(crate) fn get_by_id(&self, id: &NodeId) -> Option<Arc<Member>> {
+        self.current.load().iter().find(|m| &m.id == id).cloned()
+    }
+
+    /// Adds a member unless one with its identity or address exists.
     pub(crate) fn insert(&self, member: Arc<Member>) -> bool {
         let mut added = false;
         self.current.rcu(|members| {
-            added = !members.iter().any(|m| m.addr == member.addr);
+            added = !members
+                .iter()
+                .any(|m| m.id == member.id || m.addr == member.addr);
             let mut next = Vec::clone(members);
             if added {
                 next.push(member.clone());
@@ -153,13 +165,13 @@ impl Members {
         added
     }
 
-    pub(crate) fn remove(&self, addr: SocketAddr) -> Option<Arc<Member>> {
+    pub(crate) fn remove(&self, id: &NodeId) -> Option<Arc<Member>> {
         let mut removed = None;
         self.current.rcu(|members| {
             let mut next = Vec::clone(members);
             removed = next
                 .iter()
-                .position(|m| m.addr == addr)
+                .position(|m| &m.id == id)
                 .map(|i| next.remove(i));
             next
         });

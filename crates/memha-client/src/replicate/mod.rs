@@ -57,8 +57,11 @@ use crate::node::NodeService;
 /// included), and builds its stack around that health handle. The name is
 /// the one the node was discovered by, if not an IP address: TLS checks
 /// the node's certificate against it.
-pub(crate) type MakeNode =
-    Box<dyn Fn(SocketAddr, Option<&str>, &HealthTable) -> (NodeHealth, NodeService) + Send + Sync>;
+pub(crate) type MakeNode = Box<
+    dyn Fn(SocketAddr, &NodeId, Option<&str>, &HealthTable) -> (NodeHealth, NodeService)
+        + Send
+        + Sync,
+>;
 
 /// The replication layer: a `tower::Service<Command>` over every node.
 ///
@@ -113,20 +116,28 @@ impl Replicate {
         Replicate { shared }
     }
 
-    /// Adds a node: it is probed (Joining) before it takes traffic, and is
-    /// treated as empty. Adding a known node does nothing.
+    /// Adds a node known by its address: it is probed (Joining) before it
+    /// takes traffic, and is treated as empty. Adding a known node does nothing.
     pub fn add_node(&self, addr: SocketAddr) {
-        self.add_named_node(addr, None);
+        self.add_identified_node(NodeId::new(addr.to_string()), addr, None);
     }
 
-    /// Adds a node discovered by the name `host` (see [`MakeNode`]).
-    fn add_named_node(&self, addr: SocketAddr, host: Option<&str>) {
+    /// Adds a node known by `name` (its identity: what placement ranks, so
+    /// every client agrees on a key's primary), reached at `addr`.
+    pub fn add_named_node(&self, name: impl Into<String>, addr: SocketAddr) {
+        self.add_identified_node(NodeId::new(name), addr, None);
+    }
+
+    /// Adds node `id` at `addr`; `host` is the name it was discovered by,
+    /// if not an IP address (see [`MakeNode`]).
+    fn add_identified_node(&self, id: NodeId, addr: SocketAddr, host: Option<&str>) {
         let shared = &self.shared;
-        if shared.members.get(addr).is_some() {
+        if shared.members.get_by_id(&id).is_some() || shared.members.get(addr).is_some() {
             return;
         }
-        let (health, service) = (shared.make_node)(addr, host, &shared.health);
+        let (health, service) = (shared.make_node)(addr, &id, host, &shared.health);
         let member = Member::new(
+            id,
             addr,
             service,
             health,
@@ -136,20 +147,75 @@ impl Replicate {
         if shared.established.load(Ordering::Acquire) {
             member.begin_catch_up();
         }
-        if shared.members.insert(Arc::new(member)) {
-            shared.counters.record(Event::NodeAdded { node: addr });
+        let member = Arc::new(member);
+        if shared.members.insert(member.clone()) {
+            shared.counters.record(Event::NodeAdded { node: &member.id });
         }
     }
 
-    /// Removes a node: it takes no new requests; those in flight finish,
+    /// Removes node `id`: it takes no new requests; those in flight finish,
     /// and its connection closes when the last one does.
-    pub fn remove_node(&self, addr: SocketAddr) {
-        if self.shared.members.remove(addr).is_some() {
-            self.shared.health.remove_node(addr);
+    pub fn remove_node(&self, id: &NodeId) {
+        if let Some(member) = self.shared.members.remove(id) {
+            self.shared.health.remove_node(member.addr);
             self.shared
                 .counters
-                .record(Event::NodeRemoved { node: addr });
+                .record(Event::NodeRemoved { node: &member.id });
         }
+    }
+
+    /// The state of node `id` now, if it is a member.
+    pub fn node_state(&self, id: &NodeId) -> Option<NodeState> {
+        self.shared.members.get_by_id(id).map(|m| m.state())
+    }
+
+    /// Waits until node `id` is in a state `wanted` accepts, for at most
+    /// `within`, and returns that state: to await a node's change rather
+    /// than poll [`stats`](Self::stats).
+    ///
+    /// ```no_run
+    /// # async fn demo(cluster: memha_client::Replicate) -> Result<(), memha_client::Error> {
+    /// use std::time::Duration;
+    /// use memha_client::{discovery::NodeId, NodeState};
+    ///
+    /// let node = NodeId::new("cache-1:11211");
+    /// cluster.wait_for_node_state(&node, |s| s == NodeState::Down, Duration::from_secs(5)).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NoNodes`] when `id` is not a member, [`ErrorKind::Timeout`]
+    /// when `within` passes first.
+    pub async fn wait_for_node_state(
+        &self,
+        id: &NodeId,
+        wanted: impl Fn(NodeState) -> bool,
+        within: std::time::Duration,
+    ) -> Result<NodeState, Error> {
+        let member = self.shared.members.get_by_id(id).ok_or_else(|| {
+            Error::new(ErrorKind::NoNodes).with_detail(format!("{id} is not a member"))
+        })?;
+        let mut changes = self.shared.health.changes();
+        let reached = async {
+            loop {
+                changes.borrow_and_update();
+                let state = member.state();
+                if wanted(state) {
+                    return state;
+                }
+                if changes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(within, reached).await.map_err(|_| {
+            Error::new(ErrorKind::Timeout).with_detail(format!(
+                "{id} stayed {} for {within:?}",
+                member.state().as_str()
+            ))
+        })
     }
 
     /// The nodes' health: states, transitions, `wait_for_nodes`.
@@ -165,6 +231,7 @@ impl Replicate {
             .snapshot()
             .iter()
             .map(|m| NodeStatus {
+                id: m.id.clone(),
                 addr: m.addr,
                 state: m.state(),
                 journaled: m.journal().len(),
@@ -223,11 +290,10 @@ impl Replicate {
                 .with_detail("every discovery source failed")
                 .with_source(err)
         })?;
-        let mut known = std::collections::HashMap::new();
         for addr in first {
-            if let Some(socket) = resolve(&addr).await {
-                self.add_named_node(socket, host_name(&addr));
-                known.insert(addr.id(), socket);
+            match resolve(&addr).await {
+                Some(socket) => self.add_identified_node(addr.id(), socket, host_name(&addr)),
+                None => tracing::warn!(node = %addr, "discovered node does not resolve"),
             }
         }
         let weak = Arc::downgrade(&self.shared);
@@ -240,31 +306,26 @@ impl Replicate {
                 };
                 let Some(shared) = weak.upgrade() else { return };
                 let replicate = Replicate { shared };
-                apply(&replicate, &mut known, change).await;
+                apply(&replicate, change).await;
             }
         });
         Ok(())
     }
 }
 
+/// A node whose address changed under the same identity is removed and
+/// inserted again: it keeps its place (placement ranks identities) and is
+/// treated as new.
 async fn apply(
     replicate: &Replicate,
-    known: &mut std::collections::HashMap<NodeId, SocketAddr>,
     change: Result<Change<NodeId, NodeAddr>, memha_discovery::Error>,
 ) {
     match change {
         Ok(Change::Insert(id, addr)) => match resolve(&addr).await {
-            Some(socket) => {
-                replicate.add_named_node(socket, host_name(&addr));
-                known.insert(id, socket);
-            }
+            Some(socket) => replicate.add_identified_node(id, socket, host_name(&addr)),
             None => tracing::warn!(node = %addr, "discovered node does not resolve"),
         },
-        Ok(Change::Remove(id)) => {
-            if let Some(socket) = known.remove(&id) {
-                replicate.remove_node(socket);
-            }
-        }
+        Ok(Change::Remove(id)) => replicate.remove_node(&id),
         Err(err) => tracing::warn!(error = %err, "discovery failed; keeping the known nodes"),
     }
 }

@@ -142,7 +142,7 @@ impl Shared {
             if let Ok(Reply::Meta(meta)) = &result {
                 if meta.status == MetaStatus::Stored {
                     self.counters.record(Event::Repaired {
-                        node: member.addr,
+                        node: &member.id,
                         key: &caller.key,
                         why: "read",
                     });
@@ -260,7 +260,7 @@ impl Shared {
         if let Ok(Reply::Meta(meta)) = primary.call(repair).await {
             if meta.status == MetaStatus::Stored {
                 self.counters.record(Event::Repaired {
-                    node: primary.addr,
+                    node: &primary.id,
                     key: &caller.key,
                     why: "primary missed",
                 });

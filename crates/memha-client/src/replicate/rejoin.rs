@@ -41,7 +41,7 @@ impl RejoinHook for MakeSafe {
             RejoinPolicy::Flush => Remedy::Flush,
             RejoinPolicy::Invalidate => remedy,
         };
-        tracing::info!(node = %info.node, reason = ?info.reason, remedy = remedy.describe(), "making a returning node safe");
+        tracing::info!(node = %member.id, reason = ?info.reason, remedy = remedy.describe(), "making a returning node safe");
         match remedy {
             Remedy::Nothing => Ok(()),
             Remedy::Flush => {
@@ -51,12 +51,12 @@ impl RejoinHook for MakeSafe {
                 };
                 match member.call(flush).await {
                     Ok(Reply::Ok) => {
-                        shared.counters.record(Event::Flushed { node: info.node });
+                        shared.counters.record(Event::Flushed { node: &member.id });
                         Ok(())
                     }
                     other => {
                         member.journal().overflow();
-                        Err(format!("flush of {} failed: {other:?}", info.node).into())
+                        Err(format!("flush of {} failed: {other:?}", member.id).into())
                     }
                 }
             }
@@ -85,12 +85,12 @@ impl RejoinHook for MakeSafe {
                     }
                 }
                 shared.counters.record(Event::Invalidated {
-                    node: info.node,
+                    node: &member.id,
                     keys: invalidated,
                 });
                 match failed {
                     0 => Ok(()),
-                    n => Err(format!("{n} invalidations on {} failed", info.node).into()),
+                    n => Err(format!("{n} invalidations on {} failed", member.id).into()),
                 }
             }
         }

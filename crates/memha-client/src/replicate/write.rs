@@ -99,7 +99,7 @@ impl Shared {
             if let Ok(Reply::Meta(meta)) = result {
                 if meta.status == MetaStatus::Stored {
                     self.counters.record(Event::Repaired {
-                        node: member.addr,
+                        node: &member.id,
                         key: &caller.key,
                         why: "touch",
                     });
