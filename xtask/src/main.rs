@@ -22,7 +22,10 @@
 //!   (`tests/chaos`, a release build): a 64-task session workload on 3 to
 //!   5 real memcached nodes under a seeded fault schedule, checked by a
 //!   history checker; prints a summary ending in `violations: N` and fails
-//!   when N > 0. ARGS: `--nodes 3..5`, `--tasks N`, `--show N`.
+//!   when N > 0. ARGS: `--nodes 3..5`, `--tasks N`, `--show N`,
+//!   `--clients M` (M clients in one process, each reaching every node
+//!   through its own fault proxy, so faults may cut off some clients only;
+//!   default 1), `--single-fault` (at most one faulty node at a time).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -48,7 +51,7 @@ commands:
   chaos [--seconds N] [--seed S] [ARGS...]
                    the chaos suite: a session workload on real memcached nodes under
                    seeded faults, checked by a history checker (ARGS: --nodes 3..5
-                   --tasks N --show N)";
+                   --tasks N --show N --clients M --single-fault)";
 
 fn main() -> ExitCode {
     let mut args = env::args_os().skip(1);

@@ -177,9 +177,9 @@ impl FromStr for NodeAddr {
     }
 }
 
-/// The identity of a node: `ip:port` when its IP is known, else
-/// `host:port` (see [`NodeAddr::id`]). It is the key of the watcher's
-/// [`Change`](tower::discover::Change)s.
+/// The identity of a node: `host:port` when it has a name, else `ip:port`
+/// (see [`NodeAddr::id`]). It is the key of the watcher's
+/// [`Change`](tower::discover::Change)s, and what placement ranks.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(String);
 

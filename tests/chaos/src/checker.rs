@@ -17,8 +17,19 @@
 //! states is a violation: a miss where only values are allowed is a lost
 //! acknowledged write (promise 1); a deleted key's value is a resurrection
 //! (promise 2); an older value is a stale read. Shared keys, written by
-//! every task at once, are checked loosely: a read returns nothing or a
-//! value some `set` of that key wrote, with its flags.
+//! every task at once, are checked loosely with one client: a read returns
+//! nothing or a value some `set` of that key wrote, with its flags.
+//!
+//! With several clients the shared keys are sessions every client creates,
+//! reads, updates, touches and deletes, and they are checked on the one
+//! clock all clients share, by real time: a call may observe what a write
+//! left (a value, or "absent" for a delete) when the write started before
+//! the call ended and no acknowledged write started after the write ended
+//! and ended before the call started (failed writes may have applied, and
+//! concurrent writes may land in any order). A value outside that is a
+//! resurrection when what superseded it last was an acknowledged delete,
+//! else a stale read (a lost update); a miss where only values are allowed
+//! is a lost write.
 //!
 //! Reads are not taken to narrow the states: after a failed write, replicas
 //! may hold either copy, and reads may alternate between them until the
@@ -185,8 +196,11 @@ pub struct CheckInput<'a> {
     pub node_timeout: Duration,
     /// What a call may take beyond its timeouts (scheduling).
     pub budget_slack: Duration,
-    /// The shared keys (checked loosely).
+    /// The shared keys (checked loosely, unless `sessions`).
     pub shared: &'a [String],
+    /// The shared keys are sessions used by several clients, checked by
+    /// real time ([`check`]).
+    pub sessions: bool,
 }
 
 /// The checker's findings.
@@ -388,7 +402,11 @@ pub fn check(input: &CheckInput<'_>) -> Findings {
     let checker = Checker { input };
     for (key, records) in &by_key {
         if input.shared.iter().any(|k| k == key) {
-            checker.shared_key(key, records, &mut findings);
+            if input.sessions {
+                checker.session_key(key, records, &mut findings);
+            } else {
+                checker.shared_key(key, records, &mut findings);
+            }
         } else {
             checker.owned_key(key, records, &mut findings);
         }
@@ -706,6 +724,154 @@ impl Checker<'_> {
         }
     }
 
+    /// Checks a session key shared by several clients, by real time (see
+    /// the module's documentation).
+    fn session_key(&self, key: &str, records: &[&Record], findings: &mut Findings) {
+        let writes = session_writes(records);
+        let by_value: BTreeMap<&[u8], usize> = writes
+            .iter()
+            .enumerate()
+            .filter_map(|(w, write)| write.value.map(|(value, ..)| (value.as_ref(), w)))
+            .collect();
+        let touches: Vec<&Record> = records
+            .iter()
+            .copied()
+            .filter(|r| matches!(r.op, Op::Touch { life: Life::Secs(_) }))
+            .collect();
+        for (i, record) in records.iter().enumerate() {
+            if record.outcome.is_failure() {
+                continue;
+            }
+            let candidates: Vec<&SessionWrite<'_>> = writes
+                .iter()
+                .filter(|w| w.index != Some(i) && w.may_be_seen_by(record))
+                .collect();
+            let may_be_absent = || {
+                candidates.iter().any(|w| match w.value {
+                    None => true,
+                    Some((_, _, life)) => may_expire(w.start, life, record),
+                }) || touches.iter().any(|t| match t.op {
+                    Op::Touch { life } => t.start < record.end && may_expire(t.start, life, record),
+                    _ => false,
+                })
+            };
+            let may_be_present = || candidates.iter().any(|w| w.value.is_some());
+            let mut found: Option<(Kind, String, Option<usize>)> = None;
+            match (&record.op, &record.outcome) {
+                (Op::Get, Outcome::Miss) => {
+                    if !may_be_absent() {
+                        found = Some((
+                            Kind::LostWrite,
+                            format!("read missed; {}", show_allowed(&candidates)),
+                            None,
+                        ));
+                    }
+                }
+                (Op::Delete | Op::Touch { .. }, Outcome::NotFound)
+                | (Op::Add { .. }, Outcome::Stored) => {
+                    if !may_be_absent() {
+                        found = Some((
+                            Kind::MissedLiveValue,
+                            format!(
+                                "{} {}; {}",
+                                record.op.name(),
+                                if record.outcome == Outcome::Stored {
+                                    "stored over a live value"
+                                } else {
+                                    "found nothing"
+                                },
+                                show_allowed(&candidates)
+                            ),
+                            None,
+                        ));
+                    }
+                }
+                (Op::Delete, Outcome::Deleted)
+                | (Op::Touch { .. }, Outcome::Touched)
+                | (Op::Add { .. }, Outcome::NotStored) => {
+                    if !may_be_present() {
+                        found = Some((
+                            Kind::PhantomValue,
+                            format!(
+                                "{} found a value; {}",
+                                record.op.name(),
+                                show_allowed(&candidates)
+                            ),
+                            None,
+                        ));
+                    }
+                }
+                (Op::Get, Outcome::Item { value, flags, .. }) => {
+                    match by_value.get(value.as_ref()).map(|&w| &writes[w]) {
+                        None => {
+                            found = Some((
+                                Kind::ForeignValue,
+                                format!("read {}, which no write stored", ShowValue(value)),
+                                None,
+                            ))
+                        }
+                        Some(write) if write.start >= record.end => {
+                            found = Some((
+                                Kind::ForeignValue,
+                                format!(
+                                    "read {}, written only after the read ended",
+                                    ShowValue(value)
+                                ),
+                                write.index,
+                            ))
+                        }
+                        Some(write) if !write.may_be_seen_by(record) => {
+                            let kind = if candidates.iter().all(|w| w.value.is_none()) {
+                                Kind::Resurrection
+                            } else {
+                                Kind::StaleRead
+                            };
+                            found = Some((
+                                kind,
+                                format!(
+                                    "read {}, overwritten by an acknowledged {} that ended at {:.3} s, before the read started; {}",
+                                    ShowValue(value),
+                                    write.superseded_by.map_or("write", |r| records[r].op.name()),
+                                    write.superseded_at.as_secs_f64(),
+                                    show_allowed(&candidates)
+                                ),
+                                write.index,
+                            ));
+                        }
+                        Some(write) => {
+                            if write.value.is_some_and(|(_, f, _)| f != *flags) {
+                                found = Some((
+                                    Kind::WrongFlags,
+                                    format!("read flags {flags}, {}", write.describe()),
+                                    None,
+                                ));
+                            }
+                        }
+                    }
+                }
+                (Op::Set { .. }, Outcome::Stored) => {}
+                (op, outcome) => {
+                    found = Some((
+                        Kind::UnexpectedError,
+                        format!("{} answered {outcome:?}", op.name()),
+                        None,
+                    ))
+                }
+            }
+            if let Some((kind, detail, from)) = found {
+                // The write read (if one), the writes allowed, and the
+                // calls just before.
+                let mut shown: Vec<usize> = candidates.iter().filter_map(|w| w.index).collect();
+                shown.extend(from);
+                shown.extend(i.saturating_sub(SESSION_CONTEXT)..=i);
+                shown.sort_unstable();
+                shown.dedup();
+                let window: Vec<&Record> = shown.into_iter().map(|r| records[r]).collect();
+                self.push(findings, kind, key, detail, &window);
+            }
+        }
+    }
+
     /// Compares what the nodes hold for one key, after it was read once
     /// through the workload's client (`full` false) and again from every
     /// node (`full`): every node must hold the same copy (promise 3), or
@@ -812,7 +978,11 @@ impl Checker<'_> {
                 .map(|h| (h.at, h.to_string())),
         );
         lines.sort_by_key(|(at, _)| *at);
-        let anchor_down = self.anchor_left_up(from, to);
+        // The clients that made the calls (all of them with one client).
+        let mut clients: Vec<Option<usize>> = window.iter().map(|r| r.client).collect();
+        clients.sort_unstable();
+        clients.dedup();
+        let anchor_down = self.anchor_left_up(&clients, from, to);
         let violation = Violation {
             kind,
             key: Some(key.to_owned()),
@@ -828,21 +998,141 @@ impl Checker<'_> {
         }
     }
 
-    /// Whether the client saw the anchor other than Up at any time in `from..=to`.
-    fn anchor_left_up(&self, from: Duration, to: Duration) -> bool {
-        let anchor: Vec<&HealthRecord> = self
-            .input
-            .health
-            .iter()
-            .filter(|h| h.node == self.input.anchor)
-            .collect();
-        // The state at `from` is the last transition before it (Up at the start).
-        let before = anchor
-            .iter()
-            .rev()
-            .find(|h| h.at < from)
-            .is_some_and(|h| h.transition.to != NodeState::Up);
-        before || anchor.iter().any(|h| h.at >= from && h.at <= to)
+    /// Whether one of `clients` saw the anchor other than Up at any time
+    /// in `from..=to`.
+    fn anchor_left_up(&self, clients: &[Option<usize>], from: Duration, to: Duration) -> bool {
+        clients.iter().any(|&client| {
+            let anchor: Vec<&HealthRecord> = self
+                .input
+                .health
+                .iter()
+                .filter(|h| h.node == self.input.anchor && h.client == client)
+                .collect();
+            // The state at `from` is the last transition before it (Up at the start).
+            let before = anchor
+                .iter()
+                .rev()
+                .find(|h| h.at < from)
+                .is_some_and(|h| h.transition.to != NodeState::Up);
+            before || anchor.iter().any(|h| h.at >= from && h.at <= to)
+        })
+    }
+}
+
+/// The calls before a violation shown with it, for session keys.
+const SESSION_CONTEXT: usize = 10;
+
+/// What a write to a session key may leave: a value, or nothing (a delete).
+#[derive(Debug, Clone)]
+struct SessionWrite<'r> {
+    /// Its index in the key's records; `None` for the initial absence.
+    index: Option<usize>,
+    start: Duration,
+    end: Duration,
+    value: Option<(&'r Bytes, u32, Life)>,
+    /// The earliest end of an acknowledged write that started after this
+    /// one ended: from then on, no call may observe this one.
+    superseded_at: Duration,
+    /// That write's index.
+    superseded_by: Option<usize>,
+    acknowledged: bool,
+}
+
+impl SessionWrite<'_> {
+    /// Whether `call` may observe what it left: it started before the call
+    /// ended, and no acknowledged write started after it and ended before
+    /// the call started.
+    fn may_be_seen_by(&self, call: &Record) -> bool {
+        self.start < call.end && self.superseded_at >= call.start
+    }
+
+    fn describe(&self) -> String {
+        let what = match self.value {
+            None => "absent".to_owned(),
+            Some((value, flags, life)) => format!("{} f{flags} ttl {life}", ShowValue(value)),
+        };
+        format!(
+            "{what} ({} {:.3}..{:.3})",
+            if self.index.is_none() {
+                "initially"
+            } else if self.acknowledged {
+                "acknowledged"
+            } else {
+                "failed"
+            },
+            secs(self.start),
+            secs(self.end)
+        )
+    }
+}
+
+/// The writes a call may observe.
+fn show_allowed(candidates: &[&SessionWrite<'_>]) -> String {
+    let shown: Vec<String> = candidates.iter().map(|w| w.describe()).collect();
+    format!("allowed: {}", shown.join(" | "))
+}
+
+/// Every write of a session key (`records` sorted by start), with when it
+/// was superseded, after the initial absence.
+fn session_writes<'r>(records: &[&'r Record]) -> Vec<SessionWrite<'r>> {
+    let mut writes = vec![SessionWrite {
+        index: None,
+        start: Duration::ZERO,
+        end: Duration::ZERO,
+        value: None,
+        superseded_at: Duration::MAX,
+        superseded_by: None,
+        acknowledged: true,
+    }];
+    for (index, &record) in records.iter().enumerate() {
+        let failed = record.outcome.is_failure();
+        let (value, acknowledged) = match (&record.op, &record.outcome) {
+            (Op::Set { value, flags, life } | Op::Add { value, flags, life }, outcome)
+                if failed || *outcome == Outcome::Stored =>
+            {
+                (Some((value, *flags, *life)), !failed)
+            }
+            (Op::Delete, _) => (None, !failed),
+            _ => continue,
+        };
+        writes.push(SessionWrite {
+            index: Some(index),
+            start: record.start,
+            end: record.end,
+            value,
+            superseded_at: Duration::MAX,
+            superseded_by: None,
+            acknowledged,
+        });
+    }
+    // The acknowledged writes by start, with the earliest end from each on.
+    let mut acked: Vec<(Duration, Duration, Option<usize>)> = writes
+        .iter()
+        .filter(|w| w.acknowledged && w.index.is_some())
+        .map(|w| (w.start, w.end, w.index))
+        .collect();
+    acked.sort_by_key(|&(start, ..)| start);
+    let mut earliest: Vec<(Duration, Option<usize>)> = vec![(Duration::MAX, None); acked.len() + 1];
+    for k in (0..acked.len()).rev() {
+        earliest[k] = if acked[k].1 < earliest[k + 1].0 {
+            (acked[k].1, acked[k].2)
+        } else {
+            earliest[k + 1]
+        };
+    }
+    for write in &mut writes {
+        let first_after = acked.partition_point(|&(start, ..)| start <= write.end);
+        (write.superseded_at, write.superseded_by) = earliest[first_after];
+    }
+    writes
+}
+
+/// Whether a value stored (or touched) at `start` with `life` may have
+/// expired by the end of `call`.
+fn may_expire(start: Duration, life: Life, call: &Record) -> bool {
+    match life {
+        Life::Never => false,
+        Life::Secs(ttl) => secs(start) + f64::from(ttl) - EXPIRY_SLACK <= secs(call.end),
     }
 }
 
@@ -884,6 +1174,7 @@ mod tests {
     fn rec(key: &str, op: Op, at: f64, outcome: Outcome) -> Record {
         Record {
             task: 0,
+            client: None,
             key: key.to_owned(),
             op,
             start: Duration::from_secs_f64(at),
@@ -928,6 +1219,7 @@ mod tests {
             node_timeout: Duration::from_millis(250),
             budget_slack: Duration::from_millis(250),
             shared: &[],
+            sessions: false,
         })
     }
 
@@ -1070,6 +1362,97 @@ mod tests {
                 Kind::MissedLiveValue,
                 Kind::PhantomValue,
                 Kind::PhantomValue
+            ]
+        );
+    }
+
+    fn session_run(records: &[Record]) -> Findings {
+        check(&CheckInput {
+            records,
+            faults: &[],
+            health: &[],
+            copies_after_one_read: &[],
+            copies_after_full_read: &[],
+            late_apply: Duration::from_secs(1),
+            anchor: 0,
+            node_timeout: Duration::from_millis(250),
+            budget_slack: Duration::from_millis(250),
+            shared: &["k".to_owned()],
+            sessions: true,
+        })
+    }
+
+    /// A call on a session key from `at` to `to`, by client `client`.
+    fn srec(op: Op, at: f64, to: f64, client: usize, outcome: Outcome) -> Record {
+        Record {
+            task: client,
+            client: Some(client),
+            key: "k".to_owned(),
+            op,
+            start: Duration::from_secs_f64(at),
+            end: Duration::from_secs_f64(to),
+            outcome,
+            phase: Phase::Load,
+        }
+    }
+
+    #[test]
+    fn sessions_across_clients_are_checked_by_real_time() {
+        let h = [
+            srec(set("k|1|", Life::Never), 0.0, 0.1, 0, Outcome::Stored),
+            srec(Op::Get, 0.2, 0.3, 1, hit("k|1|")),
+            // Two concurrent updates: either may be read, in any order.
+            srec(set("k|2|", Life::Never), 1.0, 1.5, 1, Outcome::Stored),
+            srec(set("k|3|", Life::Never), 1.1, 1.4, 2, Outcome::Stored),
+            srec(Op::Get, 1.2, 1.3, 0, hit("k|1|")),
+            srec(Op::Get, 1.6, 1.7, 0, hit("k|2|")),
+            srec(Op::Get, 1.8, 1.9, 2, hit("k|3|")),
+            // A failed update may or may not have applied.
+            srec(set("k|4|", Life::Never), 2.0, 2.3, 0, failed()),
+            srec(Op::Get, 2.4, 2.5, 1, hit("k|4|")),
+            srec(Op::Get, 2.6, 2.7, 2, hit("k|3|")),
+            srec(Op::Delete, 3.0, 3.1, 1, Outcome::Deleted),
+            srec(Op::Get, 3.2, 3.3, 2, Outcome::Miss),
+            srec(Op::Delete, 3.4, 3.5, 0, Outcome::NotFound),
+        ];
+        let findings = session_run(&h);
+        assert!(findings.violations.is_empty(), "{:?}", findings.violations);
+    }
+
+    #[test]
+    fn lost_updates_resurrections_and_lost_writes_across_clients_are_caught() {
+        let h = [
+            srec(set("k|1|", Life::Never), 0.0, 0.1, 0, Outcome::Stored),
+            srec(set("k|2|", Life::Never), 1.0, 1.1, 1, Outcome::Stored),
+            // Older than an update that ended before it started.
+            srec(Op::Get, 1.2, 1.3, 2, hit("k|1|")),
+            srec(Op::Get, 1.4, 1.5, 2, Outcome::Miss),
+            srec(Op::Delete, 2.0, 2.1, 2, Outcome::Deleted),
+            srec(Op::Get, 2.2, 2.3, 0, hit("k|2|")),
+            srec(Op::Touch { life: Life::Never }, 2.4, 2.5, 1, Outcome::Touched),
+            srec(
+                Op::Add {
+                    value: Bytes::from("k|5|"),
+                    flags: 1,
+                    life: Life::Never,
+                },
+                3.0,
+                3.1,
+                0,
+                Outcome::Stored,
+            ),
+            srec(Op::Delete, 3.2, 3.3, 1, Outcome::NotFound),
+            srec(Op::Get, 3.4, 3.5, 2, hit("k|9|")),
+        ];
+        assert_eq!(
+            kinds(&session_run(&h)),
+            [
+                Kind::StaleRead,
+                Kind::LostWrite,
+                Kind::Resurrection,
+                Kind::PhantomValue,
+                Kind::MissedLiveValue,
+                Kind::ForeignValue
             ]
         );
     }

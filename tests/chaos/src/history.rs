@@ -162,6 +162,9 @@ pub enum Phase {
 pub struct Record {
     /// The task that made it (the owner of the key, for owned keys).
     pub task: usize,
+    /// The client it went through, when the run has several (`None` with
+    /// one client).
+    pub client: Option<usize>,
     /// The key.
     pub key: String,
     /// What was asked.
@@ -222,13 +225,15 @@ impl fmt::Display for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "[{} ->{}] task {:2} {:6} {}",
+            "[{} ->{}] task {:2}",
             Secs(self.start),
             Secs(self.end),
-            self.task,
-            self.op.name(),
-            self.key
+            self.task
         )?;
+        if let Some(client) = self.client {
+            write!(f, " client {client}")?;
+        }
+        write!(f, " {:6} {}", self.op.name(), self.key)?;
         match &self.op {
             Op::Set { value, flags, life } | Op::Add { value, flags, life } => {
                 write!(f, " = {} f{flags} ttl {life}", ShowValue(value))?;
@@ -300,6 +305,15 @@ impl fmt::Display for FaultKind {
 }
 
 impl FaultKind {
+    /// Whether it is done by the proxies (the process runs on), so that it
+    /// may hit some clients only.
+    pub fn is_network(&self) -> bool {
+        matches!(
+            self,
+            FaultKind::ProxyDrop | FaultKind::ProxyDelay(_) | FaultKind::Blackhole { .. }
+        )
+    }
+
     /// The kind's name without parameters, for counting.
     pub fn family(&self) -> &'static str {
         match self {
@@ -326,6 +340,18 @@ pub struct FaultRecord {
     pub end: Option<Duration>,
     /// What went wrong injecting or healing it, if anything.
     pub error: Option<String>,
+    /// The clients whose proxies to the node it faulted, when only some of
+    /// them were (a one-sided fault: the other clients still reach the
+    /// node). `None` for a fault every client sees: a process fault, or a
+    /// network fault on every client's proxy.
+    pub clients: Option<Vec<usize>>,
+}
+
+impl FaultRecord {
+    /// Whether only some clients saw it.
+    pub fn one_sided(&self) -> bool {
+        self.clients.is_some()
+    }
 }
 
 impl fmt::Display for FaultRecord {
@@ -336,6 +362,15 @@ impl fmt::Display for FaultRecord {
             None => f.write_str("   (open)]")?,
         }
         write!(f, " fault  node {} {}", self.node, self.kind)?;
+        if let Some(clients) = &self.clients {
+            let shown: Vec<String> = clients.iter().map(|c| c.to_string()).collect();
+            write!(
+                f,
+                " for client{} {} only",
+                if clients.len() == 1 { "" } else { "s" },
+                shown.join(",")
+            )?;
+        }
         if let Some(error) = &self.error {
             write!(f, " (harness error: {error})")?;
         }
@@ -348,9 +383,11 @@ impl fmt::Display for FaultRecord {
 pub struct HealthRecord {
     /// When it was seen.
     pub at: Duration,
+    /// The client that saw it, when the run has several.
+    pub client: Option<usize>,
     /// The node's index in the cluster.
     pub node: usize,
-    /// The node's address (the proxy's).
+    /// The node's address (the proxy's, the seeing client's own).
     pub addr: SocketAddr,
     /// The change.
     pub transition: Transition,
@@ -358,10 +395,13 @@ pub struct HealthRecord {
 
 impl fmt::Display for HealthRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}]           health", Secs(self.at))?;
+        if let Some(client) = self.client {
+            write!(f, " client {client}")?;
+        }
         write!(
             f,
-            "[{}]           health node {} {} -> {} ({})",
-            Secs(self.at),
+            " node {} {} -> {} ({})",
             self.node,
             self.transition.from,
             self.transition.to,

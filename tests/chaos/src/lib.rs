@@ -14,14 +14,24 @@
 //!   anchor, is never faulted; every other node may be faulty at once (see
 //!   the `faults` module for why).
 //!
-//! After the load, every fault is healed, the client must see every node Up,
-//! every key is read once through the client, and then every node is asked
-//! directly for every key. The [`checker`] reads the whole history: no
+//! With [`ChaosConfig::clients`] M > 1, M clients share the cluster in one
+//! process, each reaching every node through its own proxy (and knowing the
+//! nodes by the same names, [`node_name`]), so a network fault may cut off
+//! one client from a node while the others still reach it; the tasks are
+//! spread over the clients, and the shared keys become sessions that any
+//! client creates, reads, updates, touches and deletes. With
+//! [`ChaosConfig::single_fault`], at most one node is faulty at a time.
+//!
+//! After the load, every fault is healed, every client must see every node
+//! Up, every key is read once through the (first) client, and then every
+//! node is asked directly for every key; with several clients every other
+//! client then reads every key too. The [`checker`] reads the whole history: no
 //! acknowledged write lost, no deleted key read back, no stale read, every
 //! replica converged, no call over its budget, no unexpected error, no panic.
 //!
-//! `cargo xtask chaos --seconds N --seed S` runs it; a short fixed-seed run
-//! is part of the tests.
+//! `cargo xtask chaos --seconds N --seed S [--clients M] [--single-fault]`
+//! runs it; short fixed-seed runs (one client, and four with one fault at
+//! a time) are part of the tests.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -37,7 +47,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use memha_client::{Client, HealthConfig, ReplicationConfig};
+use memha_client::health::Transitions;
+use memha_client::{Client, ClientBuilder, HealthConfig, Replicate, ReplicationConfig, Stats};
 use memha_tests::{FaultProxy, MemcachedCluster};
 use tokio::sync::oneshot;
 
@@ -65,7 +76,8 @@ pub struct ChaosConfig {
     pub tasks: usize,
     /// Keys each task owns.
     pub keys_per_task: usize,
-    /// Keys every task writes and reads.
+    /// Keys every task writes and reads (with several clients: sessions
+    /// every client uses).
     pub shared_keys: usize,
     /// The client's per-node timeout.
     pub node_timeout: Duration,
@@ -81,6 +93,16 @@ pub struct ChaosConfig {
     pub fault_gap_ms: (u64, u64),
     /// How many violations are printed in full.
     pub show_violations: usize,
+    /// How many memha clients share the cluster, each reaching every node
+    /// through its own proxy (1: the single-client run). With several, the
+    /// tasks are spread over them and the shared keys are sessions every
+    /// client creates, reads, updates and deletes.
+    pub clients: usize,
+    /// At most one faulty node at a time (besides the anchor, never
+    /// faulted): a node is faulty while it is killed, paused or restarting
+    /// (until every client sees every node Up again), or while any client's
+    /// proxy to it is faulted. Without it, up to n-1 nodes may be.
+    pub single_fault: bool,
 }
 
 impl ChaosConfig {
@@ -100,7 +122,25 @@ impl ChaosConfig {
             fault_ms: (200, 2500),
             fault_gap_ms: (100, 700),
             show_violations: 20,
+            clients: 1,
+            single_fault: false,
         }
+    }
+
+    /// Sets the number of clients (at least 1). Several clients share
+    /// 16 session keys (unless set otherwise after).
+    pub fn clients(mut self, clients: usize) -> ChaosConfig {
+        self.clients = clients.max(1);
+        if self.clients > 1 {
+            self.shared_keys = 16;
+        }
+        self
+    }
+
+    /// Limits the schedule to one faulty node at a time.
+    pub fn single_fault(mut self, single: bool) -> ChaosConfig {
+        self.single_fault = single;
+        self
     }
 
     /// Sets the number of nodes (clamped to 3..=5).
@@ -166,35 +206,57 @@ pub async fn run(config: ChaosConfig) -> Result<Report, String> {
 
 async fn run_counting(config: ChaosConfig) -> Result<Report, String> {
     let started = Instant::now();
+    let clients_n = config.clients.max(1);
+    let multi = clients_n > 1;
     let cluster = Arc::new(
         MemcachedCluster::start(config.nodes).map_err(|e| format!("starting memcached: {e}"))?,
     );
-    let proxies: Vec<Arc<FaultProxy>> = cluster
+    // `proxies[node][client]`: every client reaches every node through a
+    // proxy of its own, so a network fault may cut off one client only.
+    let proxies: Vec<Vec<Arc<FaultProxy>>> = cluster
         .addrs()
         .into_iter()
-        .map(|addr| FaultProxy::start(addr).map(Arc::new))
+        .map(|addr| {
+            (0..clients_n)
+                .map(|_| FaultProxy::start(addr).map(Arc::new))
+                .collect::<Result<Vec<_>, _>>()
+        })
         .collect::<Result<_, _>>()
         .map_err(|e| format!("starting the proxies: {e}"))?;
-    let proxy_addrs: Vec<SocketAddr> = proxies.iter().map(|p| p.addr()).collect();
-    let client = Client::builder()
-        .nodes(proxy_addrs.iter().copied())
-        .timeout(config.node_timeout)
-        .connect_timeout(config.node_timeout)
-        .health(health_config())
-        .replication(ReplicationConfig::default())
-        .build()
-        .await
-        .map_err(|e| format!("building the client: {e}"))?;
-    let replicate = client.cluster().expect("a cluster client").clone();
-    replicate
-        .health()
-        .wait_for_nodes(config.nodes, Duration::from_secs(10))
+    // `proxy_addrs[client][node]`.
+    let proxy_addrs: Vec<Vec<SocketAddr>> = (0..clients_n)
+        .map(|client| proxies.iter().map(|p| p[client].addr()).collect())
+        .collect();
+    let mut clients = Vec::with_capacity(clients_n);
+    for addrs in &proxy_addrs {
+        let client = builder(addrs, multi)
+            .timeout(config.node_timeout)
+            .connect_timeout(config.node_timeout)
+            .health(health_config())
+            .replication(ReplicationConfig::default())
+            .build()
+            .await
+            .map_err(|e| format!("building the client: {e}"))?;
+        clients.push(client);
+    }
+    let replicates: Vec<Replicate> = clients
+        .iter()
+        .map(|client| client.cluster().expect("a cluster client").clone())
+        .collect();
+    all_up(&replicates, config.nodes, Duration::from_secs(10))
         .await
         .map_err(|e| format!("the nodes did not come Up: {e}"))?;
 
     let clock = Clock::start();
     let anchor = config.anchor();
-    let (stop_health, health_task) = record_health(&client, proxy_addrs.clone(), clock);
+    let recorders: Vec<_> = clients
+        .iter()
+        .zip(&proxy_addrs)
+        .enumerate()
+        .map(|(index, (client, addrs))| {
+            record_health(client, multi.then_some(index), addrs.clone(), clock)
+        })
+        .collect();
 
     let plan = FaultPlan {
         anchor,
@@ -202,28 +264,43 @@ async fn run_counting(config: ChaosConfig) -> Result<Report, String> {
         heal_by: config.duration.saturating_sub(Duration::from_secs(1)),
         length_ms: config.fault_ms,
         gap_ms: config.fault_gap_ms,
+        clients: clients_n,
+        single: config.single_fault,
+        settle_within: Duration::from_secs(5),
+    };
+    let view = ClientsView {
+        runtime: tokio::runtime::Handle::current(),
+        replicates: replicates.clone(),
+        addrs: proxy_addrs.clone(),
+        nodes: config.nodes,
     };
     let fault_thread = {
         let (cluster, proxies) = (cluster.clone(), proxies.clone());
         let rng = Rng::new(config.seed, u64::MAX);
-        tokio::task::spawn_blocking(move || faults::inject(&cluster, &proxies, &plan, rng, clock))
+        tokio::task::spawn_blocking(move || {
+            faults::inject(&cluster, &proxies, &plan, rng, clock, &view)
+        })
     };
 
     let shared: Arc<Vec<String>> = Arc::new((0..config.shared_keys).map(shared_key).collect());
     let sessions: Vec<_> = (0..config.tasks)
         .map(|task| {
+            // Tasks are spread over the clients.
+            let client = task % clients_n;
             let session = Session {
                 task,
+                client: multi.then_some(client),
                 keys: (0..config.keys_per_task)
                     .map(|i| owned_key(task, i))
                     .collect(),
                 shared: shared.clone(),
+                sessions: multi,
                 rng: Rng::new(config.seed, task as u64),
                 clock,
                 stop_at: config.duration,
                 think_ms: config.think_ms,
             };
-            tokio::spawn(session.run(client.clone()))
+            tokio::spawn(session.run(clients[client].clone()))
         })
         .collect();
 
@@ -245,7 +322,7 @@ async fn run_counting(config: ChaosConfig) -> Result<Report, String> {
         Vec::new()
     });
 
-    // Heal everything, and wait until the client sees every node Up again.
+    // Heal everything, and wait until every client sees every node Up again.
     harness_errors.extend(faults.iter().filter_map(|f| f.error.clone()));
     {
         let (cluster, proxies) = (cluster.clone(), proxies.clone());
@@ -256,16 +333,19 @@ async fn run_counting(config: ChaosConfig) -> Result<Report, String> {
         );
     }
     let healed_at = clock.now();
-    if let Err(error) = replicate
-        .health()
-        .wait_for_nodes(config.nodes, Duration::from_secs(30))
-        .await
-    {
-        let states: Vec<String> = replicate
-            .stats()
-            .nodes
+    if let Err(error) = all_up(&replicates, config.nodes, Duration::from_secs(30)).await {
+        let states: Vec<String> = replicates
             .iter()
-            .map(|n| format!("{} {}", n.addr, n.state.as_str()))
+            .enumerate()
+            .flat_map(|(client, replicate)| {
+                replicate.stats().nodes.into_iter().map(move |n| {
+                    if multi {
+                        format!("client {client}: {} {}", n.addr, n.state.as_str())
+                    } else {
+                        format!("{} {}", n.addr, n.state.as_str())
+                    }
+                })
+            })
             .collect();
         violations.push(Violation {
             kind: Kind::NotHealed,
@@ -278,21 +358,46 @@ async fn run_counting(config: ChaosConfig) -> Result<Report, String> {
     // Let background repairs and rejoins settle.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // Every key read once through the client, then every node asked
-    // directly; then every key read from every node (a client asking all of
-    // them), and every node asked again.
+    // Every key read once through the first client, then every node asked
+    // directly; then (with several clients) every key read through every
+    // other client; then every key read from every node (a client asking
+    // all of them), and every node asked again.
     let mut keys: Vec<(usize, String)> = (0..config.tasks)
         .flat_map(|task| (0..config.keys_per_task).map(move |i| (task, owned_key(task, i))))
         .collect();
     // Shared keys are read by task 0.
     keys.extend(shared.iter().map(|key| (0, key.clone())));
+    let verifier = |client: usize| multi.then_some(client);
     for (task, key) in &keys {
-        records
-            .push(workload::call(&client, *task, key.clone(), Op::Get, clock, Phase::Verify).await);
+        records.push(
+            workload::call(
+                &clients[0],
+                (*task, verifier(0)),
+                key.clone(),
+                Op::Get,
+                clock,
+                Phase::Verify,
+            )
+            .await,
+        );
     }
     let copies_after_one_read = fetch_copies(&cluster, &keys).await?;
-    let full_reader = Client::builder()
-        .nodes(proxy_addrs.iter().copied())
+    for (index, client) in clients.iter().enumerate().skip(1) {
+        for (task, key) in &keys {
+            records.push(
+                workload::call(
+                    client,
+                    (*task, verifier(index)),
+                    key.clone(),
+                    Op::Get,
+                    clock,
+                    Phase::Verify,
+                )
+                .await,
+            );
+        }
+    }
+    let full_reader = builder(&proxy_addrs[0], multi)
         .timeout(config.node_timeout)
         .health(health_config())
         .replication(ReplicationConfig::default().read_nodes(config.nodes))
@@ -303,7 +408,7 @@ async fn run_counting(config: ChaosConfig) -> Result<Report, String> {
         records.push(
             workload::call(
                 &full_reader,
-                *task,
+                (*task, verifier(0)),
                 key.clone(),
                 Op::Get,
                 clock,
@@ -313,9 +418,13 @@ async fn run_counting(config: ChaosConfig) -> Result<Report, String> {
         );
     }
     let copies_after_full_read = fetch_copies(&cluster, &keys).await?;
-    let _ = stop_health.send(());
-    let health = health_task.await.unwrap_or_default();
-    let stats = replicate.stats();
+    let mut health = Vec::new();
+    for (stop, task) in recorders {
+        let _ = stop.send(());
+        health.extend(task.await.unwrap_or_default());
+    }
+    health.sort_by_key(|h| h.at);
+    let stats: Vec<Stats> = replicates.iter().map(Replicate::stats).collect();
 
     let mut findings = checker::check(&CheckInput {
         records: &records,
@@ -328,10 +437,11 @@ async fn run_counting(config: ChaosConfig) -> Result<Report, String> {
         node_timeout: config.node_timeout,
         budget_slack: config.budget_slack,
         shared: &shared,
+        sessions: multi,
     });
     violations.append(&mut findings.violations);
     findings.violations = violations;
-    drop(client);
+    drop(clients);
     drop(proxies);
     Ok(Report {
         anchor,
@@ -349,6 +459,89 @@ async fn run_counting(config: ChaosConfig) -> Result<Report, String> {
     })
 }
 
+/// A client builder over `addrs` (one per node). With several clients each
+/// node is named the same for all of them (`node<i>:11211`) while each
+/// dials its own proxy, so that they all rank the nodes alike; one client
+/// knows its nodes by address, as before.
+fn builder(addrs: &[SocketAddr], named: bool) -> ClientBuilder {
+    let mut builder = Client::builder();
+    for (node, &addr) in addrs.iter().enumerate() {
+        builder = if named {
+            builder.named_node(node_name(node), addr)
+        } else {
+            builder.node(addr)
+        };
+    }
+    builder
+}
+
+/// The name every client knows node `node` by, with several clients.
+pub fn node_name(node: usize) -> String {
+    format!("node{node}:11211")
+}
+
+/// What the fault schedule (a synchronous thread) may ask of the clients.
+pub(crate) struct ClientsView {
+    runtime: tokio::runtime::Handle,
+    replicates: Vec<Replicate>,
+    /// `addrs[client][node]`: the address `client` dials for `node`.
+    addrs: Vec<Vec<SocketAddr>>,
+    nodes: usize,
+}
+
+impl ClientsView {
+    /// Every client's health changes from now on.
+    pub(crate) fn watch(&self) -> Vec<Transitions> {
+        self.replicates
+            .iter()
+            .map(|replicate| replicate.health().transitions())
+            .collect()
+    }
+
+    /// Blocks until every client has seen `node` change state (if
+    /// `watched`, since [`watch`](Self::watch)) and then sees every node
+    /// Up; false when `within` ran out first.
+    pub(crate) fn settle(
+        &self,
+        node: usize,
+        watched: Option<Vec<Transitions>>,
+        within: Duration,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        self.runtime.block_on(async {
+            for (client, mut transitions) in watched.into_iter().flatten().enumerate() {
+                let addr = self.addrs[client][node];
+                let seen = async {
+                    while let Some(transition) = transitions.recv().await {
+                        if transition.node == addr {
+                            return;
+                        }
+                    }
+                };
+                if tokio::time::timeout_at(deadline, seen).await.is_err() {
+                    return false;
+                }
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            all_up(&self.replicates, self.nodes, left).await.is_ok()
+        })
+    }
+}
+
+/// Waits until every client sees `nodes` nodes Up, all within `within`.
+async fn all_up(
+    replicates: &[Replicate],
+    nodes: usize,
+    within: Duration,
+) -> Result<(), memha_client::Error> {
+    let deadline = tokio::time::Instant::now() + within;
+    for replicate in replicates {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        replicate.health().wait_for_nodes(nodes, left).await?;
+    }
+    Ok(())
+}
+
 /// What every node holds for every key, asked directly.
 async fn fetch_copies(
     cluster: &Arc<MemcachedCluster>,
@@ -362,8 +555,10 @@ async fn fetch_copies(
 }
 
 /// Records every health change the client sees until told to stop.
+/// `nodes` are the addresses the client dials, in node order.
 fn record_health(
     client: &Client,
+    index: Option<usize>,
     nodes: Vec<SocketAddr>,
     clock: Clock,
 ) -> (
@@ -380,6 +575,7 @@ fn record_health(
         let mut seen = Vec::new();
         let record = |transition: memha_client::health::Transition| HealthRecord {
             at: clock.now(),
+            client: index,
             node: nodes
                 .iter()
                 .position(|&addr| addr == transition.node)

@@ -1,6 +1,6 @@
-//! `memha-chaos --seconds N --seed S [--nodes 3..5] [--tasks N] [--show N]`:
-//! one chaos run, its summary on standard output, ending in
-//! `violations: N`. Exits 1 when a promise was broken, 2 on bad arguments
+//! `memha-chaos --seconds N --seed S [--nodes 3..5] [--tasks N] [--show N]
+//! [--clients M] [--single-fault]`: one chaos run, its summary on standard
+//! output, ending in `violations: N`. Exits 1 when a promise was broken, 2 on bad arguments
 //! or a set-up failure.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -10,8 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use memha_chaos::ChaosConfig;
 
-const USAGE: &str =
-    "usage: memha-chaos [--seconds N] [--seed S] [--nodes 3..5] [--tasks N] [--show N]";
+const USAGE: &str = "usage: memha-chaos [--seconds N] [--seed S] [--nodes 3..5] [--tasks N] [--show N] [--clients M] [--single-fault]";
 
 fn main() -> ExitCode {
     let config = match parse(std::env::args().skip(1)) {
@@ -21,13 +20,27 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut replay = format!(
+        "--seed {} --seconds {}",
+        config.seed,
+        config.duration.as_secs()
+    );
+    if config.clients > 1 {
+        replay.push_str(&format!(" --clients {}", config.clients));
+    }
+    if config.single_fault {
+        replay.push_str(" --single-fault");
+    }
     println!(
-        "memha chaos: seed {} for {}s ({} nodes); replay with --seed {} --seconds {}",
+        "memha chaos: seed {} for {}s ({} nodes{}); replay with {replay}",
         config.seed,
         config.duration.as_secs(),
         config.nodes,
-        config.seed,
-        config.duration.as_secs()
+        if config.clients > 1 {
+            format!(", {} clients", config.clients)
+        } else {
+            String::new()
+        },
     );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -61,6 +74,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<ChaosConfig, String> 
     let mut nodes = None;
     let mut tasks = None;
     let mut show = None;
+    let mut clients = None;
+    let mut single_fault = false;
     while let Some(arg) = args.next() {
         let mut value = |name: &str| -> Result<u64, String> {
             let value = args.next().ok_or_else(|| format!("{name} needs a value"))?;
@@ -74,6 +89,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<ChaosConfig, String> 
             "--nodes" => nodes = Some(value("--nodes")?),
             "--tasks" => tasks = Some(value("--tasks")?),
             "--show" => show = Some(value("--show")?),
+            "--clients" => clients = Some(value("--clients")?),
+            "--single-fault" => single_fault = true,
             "-h" | "--help" => return Err("memha's chaos and consistency suite".to_owned()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -99,5 +116,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<ChaosConfig, String> 
     if let Some(show) = show {
         config.show_violations = show as usize;
     }
+    if let Some(clients) = clients {
+        if !(1..=16).contains(&clients) {
+            return Err("--clients must be 1 to 16".to_owned());
+        }
+        config = config.clients(clients as usize);
+    }
+    config = config.single_fault(single_fault);
     Ok(config)
 }

@@ -21,7 +21,8 @@ pub struct Report {
     pub load_ops: usize,
     /// How long the load ran.
     pub load_time: Duration,
-    /// How long the client took to see every node Up after the heal.
+    /// How long the clients took to see every node Up after the heal (the
+    /// last of them).
     pub all_up_after: Duration,
     /// The whole run, set-up and checks included.
     pub total_time: Duration,
@@ -29,10 +30,10 @@ pub struct Report {
     pub records: Vec<Record>,
     /// Every fault.
     pub faults: Vec<FaultRecord>,
-    /// Every health change the client saw.
+    /// Every health change the clients saw, by time.
     pub health: Vec<HealthRecord>,
-    /// The replication layer's counters at the end.
-    pub stats: Stats,
+    /// Each client's replication counters at the end, in client order.
+    pub stats: Vec<Stats>,
     /// What the checker found.
     pub findings: Findings,
     /// Faults the harness could not inject or heal.
@@ -43,6 +44,26 @@ impl Report {
     /// How many promises were broken.
     pub fn violations(&self) -> usize {
         self.findings.violations.len()
+    }
+
+    /// The replication counters summed over the clients: repairs,
+    /// divergences, miss failovers, partial writes, invalidated keys, flushes.
+    pub fn summed(&self) -> [u64; 6] {
+        self.stats.iter().fold([0; 6], |sum, s| {
+            [
+                sum[0] + s.repairs,
+                sum[1] + s.divergences,
+                sum[2] + s.miss_failovers,
+                sum[3] + s.partial_writes,
+                sum[4] + s.invalidated,
+                sum[5] + s.flushes,
+            ]
+        })
+    }
+
+    /// The faults that hit some clients only.
+    pub fn one_sided(&self) -> usize {
+        self.faults.iter().filter(|f| f.one_sided()).count()
     }
 
     /// The violations of one kind.
@@ -75,6 +96,16 @@ impl fmt::Display for Report {
             "memha chaos: seed {}, {} nodes (anchor: node {}, never faulted), {} tasks x {} keys + {} shared keys",
             c.seed, c.nodes, self.anchor, c.tasks, c.keys_per_task, c.shared_keys
         )?;
+        if c.clients > 1 {
+            writeln!(
+                f,
+                "  {} clients, each through its own proxy to every node (tasks spread over them; the shared keys are sessions every client uses)",
+                c.clients
+            )?;
+        }
+        if c.single_fault {
+            writeln!(f, "  single fault: at most one faulty node at a time")?;
+        }
         writeln!(
             f,
             "  per-node timeout {}, call budgets: get and touch {}, set and delete {}, add {} timeouts, + {} slack; load {:.1}s, whole run {:.1}s",
@@ -165,6 +196,23 @@ impl fmt::Display for Report {
             max_faulty,
             c.nodes
         )?;
+        if c.clients > 1 {
+            let mut one_sided: BTreeMap<&str, usize> = BTreeMap::new();
+            for fault in self.faults.iter().filter(|f| f.one_sided()) {
+                *one_sided.entry(fault.kind.family()).or_default() += 1;
+            }
+            let shown: Vec<String> = one_sided.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            writeln!(
+                f,
+                "  one-sided (some clients only): {}{}",
+                self.one_sided(),
+                if shown.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", shown.join(", "))
+                }
+            )?;
+        }
         if !self.harness_errors.is_empty() {
             writeln!(f, "  harness errors: {}", self.harness_errors.len())?;
             for error in self.harness_errors.iter().take(5) {
@@ -181,18 +229,39 @@ impl fmt::Display for Report {
         let anchor_changes = self.health.iter().filter(|h| h.node == self.anchor).count();
         writeln!(
             f,
-            "health: {} transitions, {} to Down; anchor changes {}; all Up {} after the heal",
+            "health: {} transitions{}, {} to Down; anchor changes {}; all Up {} after the heal",
             self.health.len(),
+            if c.clients > 1 {
+                format!(" (seen by {} clients)", c.clients)
+            } else {
+                String::new()
+            },
             downs,
             anchor_changes,
             ms(self.all_up_after)
         )?;
-        let s = &self.stats;
+        let [repairs, divergences, failovers, partial, invalidated, flushes] = self.summed();
         writeln!(
             f,
-            "client: repairs {}, divergences {}, miss failovers {}, partial writes {}, invalidated {}, flushes {}",
-            s.repairs, s.divergences, s.miss_failovers, s.partial_writes, s.invalidated, s.flushes
+            "{}: repairs {repairs}, divergences {divergences}, miss failovers {failovers}, partial writes {partial}, invalidated {invalidated}, flushes {flushes}",
+            if c.clients > 1 {
+                format!("clients (summed over {})", self.stats.len())
+            } else {
+                "client".to_owned()
+            }
         )?;
+        if c.clients > 1 {
+            let shown: Vec<String> = self
+                .stats
+                .iter()
+                .map(|s| format!("{}/{}", s.repairs, s.divergences))
+                .collect();
+            writeln!(
+                f,
+                "  repairs/divergences by client: {}",
+                shown.join(", ")
+            )?;
+        }
         writeln!(
             f,
             "convergence: {} keys compared on every node, {} left out (a copy about to expire)",

@@ -1,5 +1,9 @@
 //! The session workload: tasks creating, reading, updating, touching and
 //! deleting their own keys (plus a few shared ones), recording every call.
+//!
+//! With several clients, the tasks are spread over them and the shared keys
+//! are sessions every client uses: one client creates a session (`add` or
+//! `set`), others read, update, touch and delete it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,8 +36,13 @@ pub fn shared_key(index: usize) -> String {
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
     pub(crate) task: usize,
+    /// The client the task uses, when the run has several.
+    pub(crate) client: Option<usize>,
     pub(crate) keys: Vec<String>,
     pub(crate) shared: Arc<Vec<String>>,
+    /// The shared keys are sessions used across clients (created, read,
+    /// updated, touched and deleted by any task), not only set and read.
+    pub(crate) sessions: bool,
     pub(crate) rng: Rng,
     pub(crate) clock: Clock,
     /// When to stop starting new calls.
@@ -49,13 +58,16 @@ impl Session {
         let mut seq = 0u64;
         while self.clock.now() < self.stop_at {
             seq += 1;
-            let shared = !self.shared.is_empty() && self.rng.chance(3);
+            let shared =
+                !self.shared.is_empty() && self.rng.chance(if self.sessions { 12 } else { 3 });
             let key = if shared {
                 self.rng.pick(&self.shared).clone()
             } else {
                 self.rng.pick(&self.keys).clone()
             };
-            let op = if shared {
+            let op = if shared && self.sessions {
+                self.session_op(&key, seq)
+            } else if shared {
                 if self.rng.chance(50) {
                     Op::Get
                 } else {
@@ -70,11 +82,51 @@ impl Session {
                     _ => Op::Touch { life: self.life() },
                 }
             };
-            history.push(call(&client, self.task, key, op, self.clock, Phase::Load).await);
+            history.push(
+                call(
+                    &client,
+                    (self.task, self.client),
+                    key,
+                    op,
+                    self.clock,
+                    Phase::Load,
+                )
+                .await,
+            );
             let think = self.rng.between(self.think_ms.0, self.think_ms.1);
             tokio::time::sleep(Duration::from_millis(think)).await;
         }
         history
+    }
+
+    /// An operation on a session shared by every client. Sessions live long
+    /// (600 s or for ever), so that a miss always means a deletion.
+    fn session_op(&mut self, key: &str, seq: u64) -> Op {
+        let life = |rng: &mut Rng| {
+            if rng.chance(30) {
+                Life::Never
+            } else {
+                Life::Secs(600)
+            }
+        };
+        match self.rng.below(100) {
+            0..=44 => Op::Get,
+            45..=79 => {
+                let value = self.value(key, seq);
+                let flags = self.rng.next_u64() as u32;
+                let life = life(&mut self.rng);
+                // Created (`add`) now and then, else updated (`set`).
+                if self.rng.chance(30) {
+                    Op::Add { value, flags, life }
+                } else {
+                    Op::Set { value, flags, life }
+                }
+            }
+            80..=91 => Op::Delete,
+            _ => Op::Touch {
+                life: life(&mut self.rng),
+            },
+        }
     }
 
     fn life(&mut self) -> Life {
@@ -134,7 +186,7 @@ fn item(item: Option<Item>) -> Outcome {
 /// Makes one call and records it.
 pub(crate) async fn call(
     client: &Client,
-    task: usize,
+    (task, client_index): (usize, Option<usize>),
     key: String,
     op: Op,
     clock: Clock,
@@ -174,6 +226,7 @@ pub(crate) async fn call(
     let end = clock.now();
     Record {
         task,
+        client: client_index,
         key,
         op,
         start,

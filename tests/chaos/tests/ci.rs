@@ -1,11 +1,20 @@
-//! The chaos suite, short and with a fixed seed, as part of the tests:
-//! 15 s of the 64-task workload on 4 nodes under faults, then the heal,
-//! the verification reads and the history check. Longer runs with other
-//! seeds: `cargo xtask chaos --seconds N --seed S`.
+//! The chaos suite, short and with fixed seeds, as part of the tests:
+//! 15 s of the 64-task workload on 4 nodes under faults through one client,
+//! then 12 s of it spread over 4 clients with one faulty node at a time;
+//! each followed by the heal, the verification reads and the history check.
+//! Longer runs with other seeds: `cargo xtask chaos --seconds N --seed S
+//! [--clients M] [--single-fault]`.
+//!
+//! The two runs take turns: a run counts every panic in the process, and
+//! the machine running CI may have two cores only.
 
 use std::time::Duration;
 
 use memha_chaos::ChaosConfig;
+use tokio::sync::Mutex;
+
+/// One run at a time.
+static ONE_RUN: Mutex<()> = Mutex::const_new(());
 
 /// 4 nodes (3 + 19 % 3), anchor node 3 (19 % 4); a schedule with every
 /// kind of fault (kills, pauses, empty restarts, resets, delays, blackholes).
@@ -14,6 +23,7 @@ const SECONDS: u64 = 15;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_chaos_run_breaks_no_promise() {
+    let _turn = ONE_RUN.lock().await;
     let config = ChaosConfig::new(SEED, Duration::from_secs(SECONDS));
     let report = memha_chaos::run(config).await.expect("the run sets up");
     println!("{report}");
@@ -31,5 +41,40 @@ async fn a_short_chaos_run_breaks_no_promise() {
         report.violations(),
         0,
         "replay with `cargo xtask chaos --seconds {SECONDS} --seed {SEED}`:\n{report}"
+    );
+}
+
+/// 4 clients on 4 nodes (3 + 7 % 3), anchor node 3 (7 % 4), one faulty
+/// node at a time; most network faults cut off one or some clients only.
+const MULTI_SEED: u64 = 7;
+const MULTI_SECONDS: u64 = 12;
+const MULTI_CLIENTS: usize = 4;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_multi_client_run_with_one_fault_at_a_time_breaks_no_promise() {
+    let _turn = ONE_RUN.lock().await;
+    let config = ChaosConfig::new(MULTI_SEED, Duration::from_secs(MULTI_SECONDS))
+        .clients(MULTI_CLIENTS)
+        .single_fault(true);
+    let report = memha_chaos::run(config).await.expect("the run sets up");
+    println!("{report}");
+    assert!(
+        report.load_ops > 5_000,
+        "too little load: {}",
+        report.load_ops
+    );
+    assert!(
+        report.faults.len() >= 5,
+        "too few faults: {}",
+        report.faults.len()
+    );
+    assert!(
+        report.one_sided() >= 1,
+        "no fault cut off some clients only"
+    );
+    assert_eq!(
+        report.violations(),
+        0,
+        "replay with `cargo xtask chaos --seconds {MULTI_SECONDS} --seed {MULTI_SEED} --clients {MULTI_CLIENTS} --single-fault`:\n{report}"
     );
 }
