@@ -232,7 +232,9 @@ pub use error::{Error, ErrorKind};
 pub use item::{DeleteOutcome, Item, StoreOutcome, TouchOutcome};
 pub use key::{IntoKey, Key};
 pub use node::{NodeService, NodeStackBuilder};
-pub use replicate::{AckPolicy, NodeStatus, RejoinPolicy, Replicate, ReplicationConfig, Stats};
+pub use replicate::{
+    AckPolicy, NodeStatus, RejoinPolicy, Replicate, ReplicationConfig, Stats, RESERVED_PREFIX,
+};
 pub use retry::RetryPolicy;
 pub use ttl::Ttl;
 

@@ -420,7 +420,11 @@ impl<L> ClientBuilder<L> {
     /// ```
     pub fn named_node(mut self, name: impl Into<String>, addr: SocketAddr) -> Self {
         let id = NodeId::new(name);
-        if !self.nodes.iter().any(|(known, a)| *known == id || *a == addr) {
+        if !self
+            .nodes
+            .iter()
+            .any(|(known, a)| *known == id || *a == addr)
+        {
             self.nodes.push((id, addr));
         }
         self

@@ -51,7 +51,8 @@ pub enum RejoinPolicy {
 pub struct ReplicationConfig {
     /// Who must acknowledge a write (default [`AckPolicy::All`]).
     pub ack: AckPolicy,
-    /// How many Up nodes a read asks first; `None` is ceil(n/2) of the Up nodes.
+    /// How many Up nodes a read asks first; `None` is ceil(n/2) of the Up
+    /// nodes, at least two.
     pub read_nodes: Option<usize>,
     /// Return a read on the first hit and finish reading and repairing in
     /// the background (default false: the read waits for its subset and
@@ -68,6 +69,10 @@ pub struct ReplicationConfig {
     /// of a key repairs it there (default 1 hour; zero turns it off). See
     /// [`catch_up_window`](Self::catch_up_window).
     pub catch_up_window: Duration,
+    /// How long the record that a node missed a write of a key is kept in
+    /// the cluster for other clients (default 24 hours). See
+    /// [`stale_marker_ttl`](Self::stale_marker_ttl).
+    pub stale_marker_ttl: Duration,
 }
 
 impl Default for ReplicationConfig {
@@ -80,6 +85,7 @@ impl Default for ReplicationConfig {
             journal_capacity: 100_000,
             startup_wait: Duration::from_secs(2),
             catch_up_window: Duration::from_secs(3600),
+            stale_marker_ttl: super::stale::DEFAULT_MARKER_TTL,
         }
     }
 }
@@ -139,10 +145,31 @@ impl ReplicationConfig {
         self
     }
 
-    /// How many of `up` nodes a read asks first.
+    /// Sets how long the record that a node missed a write is kept.
+    ///
+    /// When a write of a key is not stored by some node (Down or Joining
+    /// for this client, or failing the write), the nodes that stored it
+    /// also keep a small record of that, under the reserved prefix
+    /// `__memha:stale:`, before the write is acknowledged. Any client
+    /// that later finds that node's copy disagreeing with the others lets
+    /// it lose and repairs it, even a client that never saw the node fail
+    /// (promise 2 across clients). The writer removes its records once it
+    /// has made the node safe on its return; this lifetime bounds them
+    /// otherwise (the writer stopped, or the node stayed away). A node cut
+    /// off from a writer for longer than this may serve that writer's
+    /// older copies to other clients after it.
+    pub fn stale_marker_ttl(mut self, ttl: Duration) -> Self {
+        self.stale_marker_ttl = ttl;
+        self
+    }
+
+    /// How many of `up` nodes a read asks first: by default ceil(n/2), and
+    /// at least two when there are two, so a copy that missed a write (on
+    /// a node another client lost) always meets one that did not and the
+    /// read sees them disagree.
     pub(crate) fn read_count(&self, up: usize) -> usize {
         self.read_nodes
-            .unwrap_or(up.div_ceil(2))
+            .unwrap_or(up.div_ceil(2).max(2))
             .clamp(1, up.max(1))
     }
 }
@@ -165,7 +192,7 @@ mod tests {
         let config = ReplicationConfig::default();
         assert_eq!(
             [1, 2, 3, 4, 5].map(|n| config.read_count(n)),
-            [1, 1, 2, 2, 3]
+            [1, 2, 2, 2, 3]
         );
         assert_eq!(config.clone().read_nodes(9).read_count(3), 3);
     }

@@ -45,13 +45,13 @@ impl Shared {
     /// The primary decides `command`; what it then holds is written to the others.
     pub(super) async fn coordinated(&self, key: Key, command: Command) -> Result<Reply, Error> {
         let _serialised = self.key_locks.lock(&key, self.probe_timeout).await?;
+        // It decides from what it holds: first make it hold the current copy.
+        self.prime(&key).await?;
         let members = self.members.snapshot();
         let placement = Placement::of(&members, key.as_bytes());
         let Some(primary) = placement.primary().cloned() else {
             return Err(self.no_nodes(&members));
         };
-        // It decides from what it holds: first make it hold the current copy.
-        self.prime(&key, &primary, &placement).await?;
         let reply = match primary.call(command).await {
             Ok(reply) => reply,
             Err(error) => {
@@ -70,19 +70,17 @@ impl Shared {
         Ok(reply)
     }
 
-    /// Copies what the primary holds for `key` to every other writable node.
+    /// Copies what the primary holds for `key` to every other writable
+    /// node, accounting for the nodes that miss it like any write.
     async fn propagate(
         &self,
         key: &Key,
         primary: &Arc<Member>,
         placement: &Placement<'_>,
     ) -> Result<(), Error> {
-        let others: Vec<&Arc<Member>> = placement
-            .writable_journaling(key)
-            .into_iter()
-            .filter(|m| !Arc::ptr_eq(m, primary))
-            .collect();
-        if others.is_empty() {
+        let mut targets = placement.writable_and_absent(key);
+        targets.writable.retain(|m| !Arc::ptr_eq(m, primary));
+        if targets.writable.is_empty() && targets.complete() {
             return Ok(());
         }
         let copy = match primary.call(MetaGet::full(key.clone()).into()).await {
@@ -97,21 +95,21 @@ impl Shared {
             Err(error) => {
                 // Without the primary's copy the others cannot be brought up to date:
                 // they must not serve an older copy either.
-                for member in &others {
+                for member in &targets.writable {
                     member.record_missed(key);
                 }
-                let _ = super::fanout::write(
-                    &others,
-                    &Command::MetaDelete(MetaDelete::new(key.clone())),
-                    Some(key),
-                    0,
-                    self.probe_timeout,
-                )
-                .await;
+                let delete = Command::MetaDelete(MetaDelete::new(key.clone()));
+                let _ = self.write_accounted(key, &delete, &targets, None).await;
                 return Err(error);
             }
         };
-        let required = self.config.ack.required(others.len() + 1).saturating_sub(1);
-        self.fan_out_required(&others, &copy, key, required).await
+        if targets.writable.is_empty() {
+            // Only absent nodes besides the primary: it holds the record.
+            let absent: Vec<&Arc<Member>> = targets.absent.clone();
+            return self.mark_stale(key, &absent, &[primary]).await;
+        }
+        self.write_accounted(key, &copy, &targets, Some(primary))
+            .await
+            .map(drop)
     }
 }

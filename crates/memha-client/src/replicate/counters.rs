@@ -20,9 +20,13 @@ pub(crate) enum Event<'a> {
         why: &'static str,
     },
     /// The nodes a read asked disagreed.
-    Diverged { key: &'a Key },
+    Diverged {
+        key: &'a Key,
+    },
     /// A read's subset missed: the other Up nodes are asked.
-    MissFailover { key: &'a Key },
+    MissFailover {
+        key: &'a Key,
+    },
     /// Fewer nodes acknowledged a write than the ack policy requires.
     PartialWrite {
         acked: usize,
@@ -30,13 +34,33 @@ pub(crate) enum Event<'a> {
         failed: &'a [SocketAddr],
     },
     /// Keys a returning node missed were deleted on it.
-    Invalidated { node: &'a NodeId, keys: usize },
+    /// A write's missed nodes were recorded on `holders` nodes.
+    Marked {
+        key: &'a Key,
+        missed: usize,
+        holders: usize,
+    },
+    /// A read let copies known to be stale lose.
+    StaleLost {
+        key: &'a Key,
+        copies: usize,
+    },
+    Invalidated {
+        node: &'a NodeId,
+        keys: usize,
+    },
     /// A returning node was flushed.
-    Flushed { node: &'a NodeId },
+    Flushed {
+        node: &'a NodeId,
+    },
     /// A node joined the set.
-    NodeAdded { node: &'a NodeId },
+    NodeAdded {
+        node: &'a NodeId,
+    },
     /// A node left the set (discovery no longer lists it).
-    NodeRemoved { node: &'a NodeId },
+    NodeRemoved {
+        node: &'a NodeId,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +70,8 @@ pub(crate) struct Counters {
     pub(crate) miss_failovers: AtomicU64,
     pub(crate) partial_writes: AtomicU64,
     pub(crate) invalidated: AtomicU64,
+    pub(crate) stale_marks: AtomicU64,
+    pub(crate) stale_copies: AtomicU64,
     pub(crate) flushes: AtomicU64,
     pub(crate) nodes_added: AtomicU64,
     pub(crate) nodes_removed: AtomicU64,
@@ -84,6 +110,23 @@ impl Counters {
                     "write not acknowledged by enough nodes"
                 );
             }
+            Event::Marked {
+                key,
+                missed,
+                holders,
+            } => {
+                one(&self.stale_marks);
+                let message = "recorded the nodes that missed a write";
+                tracing::debug!(key_hash = key_hash(key), missed, holders, "{message}");
+            }
+            Event::StaleLost { key, copies } => {
+                self.stale_copies.fetch_add(copies as u64, Relaxed);
+                tracing::debug!(
+                    key_hash = key_hash(key),
+                    copies,
+                    "copies known to be stale lost"
+                );
+            }
             Event::Invalidated { node, keys } => {
                 self.invalidated.fetch_add(keys as u64, Relaxed);
                 tracing::info!(%node, keys, "returning node's missed keys invalidated");
@@ -110,6 +153,8 @@ impl Counters {
             miss_failovers: self.miss_failovers.load(Relaxed),
             partial_writes: self.partial_writes.load(Relaxed),
             invalidated: self.invalidated.load(Relaxed),
+            stale_marks: self.stale_marks.load(Relaxed),
+            stale_copies: self.stale_copies.load(Relaxed),
             flushes: self.flushes.load(Relaxed),
             nodes_added: self.nodes_added.load(Relaxed),
             nodes_removed: self.nodes_removed.load(Relaxed),
@@ -152,6 +197,11 @@ pub struct Stats {
     pub partial_writes: u64,
     /// Keys deleted on returning nodes to make them safe.
     pub invalidated: u64,
+    /// Writes some node missed whose record (a stale marker: which nodes
+    /// missed it) was written to the nodes that stored them.
+    pub stale_marks: u64,
+    /// Copies that lost a read because a marker said they missed a write.
+    pub stale_copies: u64,
     /// Returning nodes flushed because their journal overflowed (or by policy).
     pub flushes: u64,
     /// Nodes added, by the builder's list or by discovery.

@@ -112,9 +112,12 @@ type NodeAnswer<'a> = (&'a Arc<Member>, Result<Reply, Error>);
 pub(crate) struct Gathered<'a> {
     pub(crate) answers: Vec<NodeAnswer<'a>>,
     pub(crate) acked: usize,
+    /// The targets that had not answered when the fan-out returned: they
+    /// finish in the background, and may or may not store the write.
+    pub(crate) pending: Vec<&'a Arc<Member>>,
 }
 
-impl Gathered<'_> {
+impl<'a> Gathered<'a> {
     /// The nodes that did not acknowledge.
     pub(crate) fn failed(&self) -> Vec<std::net::SocketAddr> {
         self.answers
@@ -122,6 +125,24 @@ impl Gathered<'_> {
             .filter(|(_, answer)| !is_ack(answer))
             .map(|(m, _)| m.addr)
             .collect()
+    }
+
+    /// The nodes that acknowledged.
+    pub(crate) fn holders(&self) -> Vec<&'a Arc<Member>> {
+        self.answers
+            .iter()
+            .filter(|(_, answer)| is_ack(answer))
+            .map(|(m, _)| *m)
+            .collect()
+    }
+
+    /// The nodes that did not acknowledge, or had not answered yet.
+    pub(crate) fn missed(&self) -> impl Iterator<Item = &'a Arc<Member>> + '_ {
+        self.answers
+            .iter()
+            .filter(|(_, answer)| !is_ack(answer))
+            .map(|(m, _)| *m)
+            .chain(self.pending.iter().copied())
     }
 
     /// The first answer of a node that acknowledged, preferring `first` (the primary).
@@ -141,8 +162,9 @@ pub(crate) fn is_ack(answer: &Result<Reply, Error>) -> bool {
 }
 
 /// Sends `command` to every target and returns once `required` of them
-/// acknowledged or all answered. The others finish in the background, within
-/// the same deadline.
+/// acknowledged and the others answered or `grace` passed since, or all
+/// answered. Those still pending finish in the background, within the same
+/// deadline, and are listed in [`Gathered::pending`].
 ///
 /// A node that fails a write of `key` may hold a stale copy: the key is
 /// journaled for it and it is taken Down, so it is made safe before it
@@ -153,6 +175,7 @@ pub(crate) async fn write<'a>(
     command: &Command,
     key: Option<&Key>,
     required: usize,
+    grace: Duration,
     timeout: Duration,
 ) -> Gathered<'a> {
     let mut deadline = pin!(tokio::time::sleep(timeout));
@@ -169,18 +192,33 @@ pub(crate) async fn write<'a>(
     let mut gathered = Gathered {
         answers: Vec::with_capacity(targets.len()),
         acked: 0,
+        pending: Vec::new(),
     };
-    while gathered.acked < required {
-        let Some((member, answer)) = calls.next().await else {
-            break;
+    let mut grace_ends = None;
+    loop {
+        let next = match grace_ends {
+            None => calls.next().await,
+            Some(at) => match tokio::time::timeout_at(at, calls.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
         };
+        let Some((member, answer)) = next else { break };
         if let Some(key) = key {
             after_write(member, key, &answer).await;
         }
         gathered.acked += usize::from(is_ack(&answer));
         gathered.answers.push((member, answer));
+        if gathered.acked >= required && grace_ends.is_none() {
+            grace_ends = Some(Instant::now() + grace);
+        }
     }
     if !calls.is_empty() {
+        gathered.pending = targets
+            .iter()
+            .copied()
+            .filter(|t| !gathered.answers.iter().any(|(m, _)| Arc::ptr_eq(m, t)))
+            .collect();
         let pending = calls
             .into_pending()
             .map(|(member, call)| (Arc::clone(member), call))

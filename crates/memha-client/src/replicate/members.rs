@@ -100,6 +100,11 @@ impl Member {
         }
     }
 
+    /// The seed of its identity: what placement ranks and markers name.
+    pub(crate) fn seed(&self) -> u64 {
+        self.seed
+    }
+
     pub(crate) fn state(&self) -> NodeState {
         self.health.state()
     }
@@ -203,32 +208,44 @@ impl<'a> Placement<'a> {
     }
 
     /// Up nodes, in rendezvous order (the primary first).
-    pub(crate) fn readable(&self) -> Vec<&'a Arc<Member>> {
-        self.ranked
-            .iter()
-            .copied()
-            .filter(|m| m.state().is_readable())
-            .collect()
-    }
-
-    /// [`readable`](Self::readable), in the placement's own vector.
     pub(crate) fn into_readable(mut self) -> Vec<&'a Arc<Member>> {
         self.ranked.retain(|m| m.state().is_readable());
         self.ranked
     }
 
-    /// Up and Rejoining nodes, in rendezvous order. Down nodes get the key
-    /// journaled instead, for their return.
-    pub(crate) fn writable_journaling(&self, key: &Key) -> Vec<&'a Arc<Member>> {
-        let mut writable = Vec::with_capacity(self.ranked.len());
+    /// Splits the nodes for a write of `key`: the writable ones (Up and
+    /// Rejoining) in rendezvous order, and the ones that will miss it.
+    /// Down nodes get the key journaled, for their return. Joining nodes
+    /// are treated as empty by this client, but another client may already
+    /// see one Up and hold copies on it: they miss the write as well.
+    pub(crate) fn writable_and_absent(&self, key: &Key) -> WriteTargets<'a> {
+        let mut targets = WriteTargets {
+            writable: Vec::with_capacity(self.ranked.len()),
+            absent: Vec::new(),
+        };
         for &member in &self.ranked {
             match member.state() {
-                state if state.is_writable() => writable.push(member),
-                NodeState::Down => member.record_missed(key),
-                // Joining nodes are new and treated as empty: reads repair them.
-                _ => {}
+                state if state.is_writable() => targets.writable.push(member),
+                NodeState::Down => {
+                    member.record_missed(key);
+                    targets.absent.push(member);
+                }
+                _ => targets.absent.push(member),
             }
         }
-        writable
+        targets
+    }
+}
+
+/// Where a write of one key goes, and which nodes miss it from the start.
+pub(crate) struct WriteTargets<'a> {
+    pub(crate) writable: Vec<&'a Arc<Member>>,
+    pub(crate) absent: Vec<&'a Arc<Member>>,
+}
+
+impl WriteTargets<'_> {
+    /// Whether every node is writable: the steady state.
+    pub(crate) fn complete(&self) -> bool {
+        self.absent.is_empty()
     }
 }

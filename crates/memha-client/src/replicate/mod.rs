@@ -27,6 +27,7 @@ pub(crate) mod placement;
 mod read;
 mod rejoin;
 mod resolve;
+mod stale;
 mod write;
 
 use std::future::Future;
@@ -46,6 +47,7 @@ use tower::Service;
 
 pub use config::{AckPolicy, RejoinPolicy, ReplicationConfig};
 pub use counters::{NodeStatus, Stats};
+pub use stale::RESERVED_PREFIX;
 
 use self::coordinate::KeyLocks;
 use self::counters::{Counters, Event};
@@ -78,6 +80,8 @@ pub(crate) struct Shared {
     counters: Counters,
     key_locks: KeyLocks,
     make_node: MakeNode,
+    /// This client's identity in stale markers: whose entries it may remove.
+    writer: u64,
     /// Whether the first nodes are in: nodes added from then on are new to
     /// the cluster and catch up.
     established: AtomicBool,
@@ -108,6 +112,7 @@ impl Replicate {
             counters: Counters::default(),
             config,
             make_node,
+            writer: stale::writer_id(),
             established: AtomicBool::new(false),
             probe_timeout,
             _discovery: token.clone().drop_guard(),
@@ -149,7 +154,9 @@ impl Replicate {
         }
         let member = Arc::new(member);
         if shared.members.insert(member.clone()) {
-            shared.counters.record(Event::NodeAdded { node: &member.id });
+            shared
+                .counters
+                .record(Event::NodeAdded { node: &member.id });
         }
     }
 
@@ -354,8 +361,18 @@ impl Shared {
         self: &Arc<Self>,
         command: Command,
     ) -> impl Future<Output = Result<Reply, Error>> + Send + '_ {
+        if key_of(&command).is_some_and(stale::is_reserved) {
+            return Either::Left(Either::Right(std::future::ready(Err(Error::new(
+                ErrorKind::InvalidKey,
+            )
+            .with_detail(format!(
+                "keys starting with {RESERVED_PREFIX:?} are memha's own bookkeeping"
+            ))))));
+        }
         match command {
-            Command::MetaGet(get) if get.touch.is_none() => Either::Left(self.read(get)),
+            Command::MetaGet(get) if get.touch.is_none() => {
+                Either::Left(Either::Left(self.read(get)))
+            }
             command @ Command::MetaSet(_) if is_plain_set(&command) => {
                 Either::Right(Either::Left(self.set(command)))
             }
@@ -405,6 +422,17 @@ impl Shared {
 }
 
 use memha_proto::Reply;
+
+/// The key a data command is about.
+fn key_of(command: &Command) -> Option<&memha_proto::Key> {
+    match command {
+        Command::MetaGet(get) => Some(&get.key),
+        Command::MetaSet(set) => Some(&set.key),
+        Command::MetaDelete(delete) => Some(&delete.key),
+        Command::MetaArithmetic(arith) => Some(&arith.key),
+        _ => None,
+    }
+}
 
 /// An unconditional `ms` (mode set, no CAS, no invalidation): it goes to
 /// every node as it is; any other store is decided by the key's primary.

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::Either;
-use memha_proto::{Command, MetaFlags, MetaGet, MetaReply, MetaSet, MetaStatus, Reply, SetMode};
+use memha_proto::{
+    Command, MetaDelete, MetaFlags, MetaGet, MetaReply, MetaSet, MetaStatus, Reply, SetMode,
+};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
@@ -15,16 +17,17 @@ use super::counters::Event;
 use super::fanout::{Calls, Order};
 use super::members::{Member, Placement};
 use super::resolve::{self, Copy, NodeRead, Repair};
+use super::stale::Marked;
 use super::Shared;
 use crate::error::{Error, ErrorKind};
 use crate::Ttl;
 
 /// What one node answered to a read.
-struct Asked<'a> {
-    member: &'a Arc<Member>,
-    read: NodeRead,
-    reply: Option<MetaReply>,
-    error: Option<Error>,
+pub(super) struct Asked<'a> {
+    pub(super) member: &'a Arc<Member>,
+    pub(super) read: NodeRead,
+    pub(super) reply: Option<MetaReply>,
+    pub(super) error: Option<Error>,
 }
 
 impl AsRef<NodeRead> for Asked<'_> {
@@ -80,15 +83,50 @@ impl Shared {
         let command = Command::MetaGet(get);
 
         let mut asked = self.ask(first, &command, &mut first_hit).await;
+        let mut rest = rest;
         if !asked.iter().any(|a| matches!(a.read, NodeRead::Hit(_))) && !rest.is_empty() {
             self.counters
                 .record(Event::MissFailover { key: &caller.key });
             asked.extend(self.ask(rest, &command, &mut first_hit).await);
+            rest = &[];
+        }
+        // Copies that disagree: some node may hold a copy another client
+        // knows to be stale. Ask every Up node, and read what is known.
+        let mut marked = Marked::default();
+        if resolve::disagree(&asked) {
+            let (more, known) = futures_util::future::join(
+                self.ask(rest, &command, &mut None),
+                self.marked(&caller.key, &up),
+            )
+            .await;
+            asked.extend(more);
+            marked = known;
         }
 
         let primary_index = asked.iter().position(|a| Arc::ptr_eq(a.member, primary));
-        let resolution = resolve::resolve(&asked, primary_index);
+        let resolution =
+            resolve::resolve(&asked, primary_index, |i| marked.contains(asked[i].member));
+        if resolution.diverged {
+            self.counters.record(Event::Diverged { key: &caller.key });
+        }
+        if resolution.stale_lost > 0 {
+            self.counters.record(Event::StaleLost {
+                key: &caller.key,
+                copies: resolution.stale_lost,
+            });
+        }
         let Some(winner) = resolution.winner else {
+            if !resolution.repairs.is_empty() {
+                Box::pin(self.repair(
+                    &caller,
+                    &asked,
+                    None,
+                    &resolution.repairs,
+                    Some(primary),
+                    "read",
+                ))
+                .await;
+            }
             return match asked.iter().any(|a| a.read == NodeRead::Miss) {
                 true => Ok(shaped(&caller, miss())),
                 false => Err(asked
@@ -97,14 +135,22 @@ impl Shared {
                     .unwrap_or_else(|| self.no_nodes(&members))),
             };
         };
-        if resolution.diverged {
-            self.counters.record(Event::Diverged { key: &caller.key });
-        }
         let mut answer = asked[winner].reply.take().expect("a hit has a reply");
         if !resolution.repairs.is_empty() {
             // Boxed: rare, and it would double the size of every read.
-            let primary_cas =
-                Box::pin(self.repair(&caller, &asked, winner, &resolution.repairs, primary)).await;
+            let exptime = match &asked[winner].read {
+                NodeRead::Hit(best) => Ttl::from_remaining(best.ttl).exptime(),
+                _ => unreachable!("the winner hit"),
+            };
+            let primary_cas = Box::pin(self.repair(
+                &caller,
+                &asked,
+                Some((winner, exptime)),
+                &resolution.repairs,
+                Some(primary),
+                "read",
+            ))
+            .await;
             // The CAS token a read returns is the primary's: `cas` is checked
             // there. (When the primary hit, it is the winner.) Without it, the
             // winner's token is returned, and a `cas` with it fails safely at
@@ -114,28 +160,40 @@ impl Shared {
         Ok(shaped(&caller, Reply::Meta(answer)))
     }
 
-    /// Writes the winning copy to the nodes that missed or diverged. Returns
-    /// the primary's new CAS token when it was repaired.
-    async fn repair(
+    /// Writes the winning copy (with `exptime`, in memcached's units) to the
+    /// nodes that missed or diverged, and deletes copies known to be stale
+    /// when no node holds a trusted one. Returns the primary's new CAS
+    /// token when it was repaired.
+    pub(super) async fn repair(
         &self,
         caller: &MetaGet,
         asked: &[Asked<'_>],
-        winner: usize,
+        winner: Option<(usize, i64)>,
         repairs: &[(usize, Repair)],
-        primary: &Arc<Member>,
+        primary: Option<&Arc<Member>>,
+        why: &'static str,
     ) -> Option<u64> {
-        let NodeRead::Hit(best) = &asked[winner].read else {
-            unreachable!("the winner hit")
+        let (best, exptime) = match winner {
+            Some((w, exptime)) => match &asked[w].read {
+                NodeRead::Hit(best) => (Some(best), exptime),
+                _ => unreachable!("the winner hit"),
+            },
+            None => (None, 0),
         };
-        let exptime = Ttl::from_remaining(best.ttl).exptime();
         let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
         let mut calls = Calls::new(deadline.as_mut(), self.probe_timeout, Order::Sent);
         for &(i, repair) in repairs {
             let member = asked[i].member;
-            calls.push(
-                member,
-                member.start(repair_command(caller, best, exptime, repair)),
-            );
+            let command = match (repair, best) {
+                (Repair::Delete { cas }, _) => {
+                    let mut delete = MetaDelete::new(caller.key.clone());
+                    delete.compare_cas = Some(cas);
+                    Command::MetaDelete(delete)
+                }
+                (_, Some(best)) => repair_command(caller, best, exptime, repair),
+                (_, None) => continue,
+            };
+            calls.push(member, member.start(command));
         }
         let mut primary_cas = None;
         while let Some((member, result)) = calls.next().await {
@@ -144,9 +202,9 @@ impl Shared {
                     self.counters.record(Event::Repaired {
                         node: &member.id,
                         key: &caller.key,
-                        why: "read",
+                        why,
                     });
-                    if Arc::ptr_eq(member, primary) {
+                    if primary.is_some_and(|p| Arc::ptr_eq(member, p)) {
                         primary_cas = meta.flags.cas;
                     }
                 }
@@ -173,9 +231,24 @@ impl Shared {
         for &member in nodes {
             calls.push(member, member.start(command.clone()));
         }
-        let mut asked = Vec::with_capacity(nodes.len());
+        let mut asked: Vec<Asked<'a>> = Vec::with_capacity(nodes.len());
         while let Some((member, answer)) = calls.next().await {
-            asked.push(asked_of(member, answer, first_hit));
+            let read = asked_of(member, answer);
+            // A lone hit may be a copy another client knows to be stale:
+            // forward a hit early only once a second node agrees with it,
+            // or when it is the only node there is to ask.
+            if let (Some(_), NodeRead::Hit(copy)) = (&first_hit, &read.read) {
+                let agreed = nodes.len() == 1
+                    || asked
+                        .iter()
+                        .any(|a| matches!(&a.read, NodeRead::Hit(c) if resolve::same(c, copy)));
+                if agreed {
+                    if let (Some(sender), Some(reply)) = (first_hit.take(), &read.reply) {
+                        let _ = sender.send(Reply::Meta(reply.clone()));
+                    }
+                }
+            }
+            asked.push(read);
         }
         asked
     }
@@ -217,65 +290,24 @@ fn rotate_secondaries(up: &mut [&Arc<Member>]) {
 }
 
 impl Shared {
-    /// Makes `primary` hold the key's current copy before it decides a
-    /// conditional operation. When it misses (it restarted empty, or the
-    /// key was invalidated on it when it came back), the other Up nodes
-    /// are asked and the copy a read would return is added to it (`ME`:
-    /// never clobbering a newer write). Without this, the primary would
-    /// decide as if the key were absent: an `add` would store over a live
-    /// value, an `incr` would find nothing.
-    ///
-    /// An error of the primary is returned: the operation could not be
-    /// decided there anyway.
-    pub(super) async fn prime(
-        &self,
-        key: &memha_proto::Key,
-        primary: &Arc<Member>,
-        placement: &Placement<'_>,
-    ) -> Result<(), Error> {
-        let caller = MetaGet::full(key.clone());
-        let command = Command::MetaGet(caller.clone());
-        match primary.call(command.clone()).await? {
-            Reply::Meta(meta) if meta.status == MetaStatus::Miss => {}
-            // A hit, or an answer the operation itself will meet.
-            _ => return Ok(()),
-        }
-        let others: Vec<&Arc<Member>> = placement
-            .readable()
-            .into_iter()
-            .filter(|m| !Arc::ptr_eq(m, primary))
-            .collect();
-        if others.is_empty() {
-            return Ok(());
-        }
-        let asked = self.ask(&others, &command, &mut None).await;
-        let Some(winner) = resolve::resolve(&asked, None).winner else {
-            return Ok(());
-        };
-        let NodeRead::Hit(best) = &asked[winner].read else {
-            unreachable!("the winner hit")
-        };
-        let exptime = Ttl::from_remaining(best.ttl).exptime();
-        let repair = repair_command(&caller, best, exptime, Repair::Add);
-        if let Ok(Reply::Meta(meta)) = primary.call(repair).await {
-            if meta.status == MetaStatus::Stored {
-                self.counters.record(Event::Repaired {
-                    node: &primary.id,
-                    key: &caller.key,
-                    why: "primary missed",
-                });
-            }
-        }
-        Ok(())
+    /// Makes the key's primary hold the key's current copy before it
+    /// decides a conditional operation: a read of the key, which asks the
+    /// primary among its subset and, when the copies disagree, resolves
+    /// with what is known about stale copies and repairs the primary too.
+    /// Without this, the primary would decide on a copy it lacks (it
+    /// restarted empty, or the key was invalidated on it) or on one known
+    /// to be stale (it missed a delete or an overwrite another client
+    /// made): an `add` would fail on a deleted key, an `incr` count from
+    /// an old value.
+    pub(super) async fn prime(&self, key: &memha_proto::Key) -> Result<(), Error> {
+        self.read_and_repair(MetaGet::full(key.clone()), None)
+            .await
+            .map(drop)
     }
 }
 
-/// One node's answer to a read; the first hit goes to `first_hit` at once.
-fn asked_of<'a>(
-    member: &'a Arc<Member>,
-    answer: Result<Reply, Error>,
-    first_hit: &mut Option<oneshot::Sender<Reply>>,
-) -> Asked<'a> {
+/// One node's answer to a read.
+pub(super) fn asked_of(member: &Arc<Member>, answer: Result<Reply, Error>) -> Asked<'_> {
     let failed = |error| Asked {
         member,
         read: NodeRead::Failed,
@@ -284,22 +316,18 @@ fn asked_of<'a>(
     };
     match answer {
         Ok(Reply::Meta(meta)) => match (&meta.status, &meta.value) {
-            (MetaStatus::Value, Some(value)) => {
-                if let Some(sender) = first_hit.take() {
-                    let _ = sender.send(Reply::Meta(meta.clone()));
-                }
-                Asked {
-                    member,
-                    read: NodeRead::Hit(Copy {
-                        value: value.clone(),
-                        flags: meta.flags.client_flags.unwrap_or(0),
-                        ttl: meta.flags.ttl.unwrap_or(-1),
-                        cas: meta.flags.cas.unwrap_or(0),
-                    }),
-                    reply: Some(meta),
-                    error: None,
-                }
-            }
+            (MetaStatus::Value, Some(value)) => Asked {
+                member,
+                read: NodeRead::Hit(Copy {
+                    value: value.clone(),
+                    flags: meta.flags.client_flags.unwrap_or(0),
+                    ttl: meta.flags.ttl.unwrap_or(-1),
+                    cas: meta.flags.cas.unwrap_or(0),
+                    server_stale: meta.flags.stale,
+                }),
+                reply: Some(meta),
+                error: None,
+            },
             (MetaStatus::Miss, _) => Asked {
                 member,
                 read: NodeRead::Miss,
@@ -332,6 +360,7 @@ pub(super) fn repair_command(
     match repair {
         Repair::Add => set.mode = SetMode::Add,
         Repair::Overwrite { cas } => set.compare_cas = Some(cas),
+        Repair::Delete { .. } => unreachable!("a delete is not a set"),
     }
     Command::MetaSet(set)
 }

@@ -1,6 +1,6 @@
 //! Making a returning node safe before it serves reads (promise 2).
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use memha_health::{BoxError, RejoinHook, RejoinInfo};
@@ -35,6 +35,8 @@ impl RejoinHook for MakeSafe {
         // Whatever the remedy, it returns lacking keys (restarted, or with
         // the keys it missed deleted): reads ask it for a while.
         member.begin_catch_up();
+        // Entries this client wrote before now are about copies the remedy removes.
+        let since_ms = super::stale::now_ms();
         let remedy = member.journal().take_remedy();
         let remedy = match shared.config.rejoin {
             RejoinPolicy::Trust => Remedy::Nothing,
@@ -62,7 +64,7 @@ impl RejoinHook for MakeSafe {
             }
             Remedy::Invalidate(keys) => {
                 // In chunks: a long journal must not overflow the connection's window.
-                let (mut invalidated, mut failed) = (0, 0);
+                let (mut invalidated, mut failed) = (Vec::with_capacity(keys.len()), 0);
                 for chunk in keys.chunks(INVALIDATION_CHUNK) {
                     let mut deletes: FuturesUnordered<_> = chunk
                         .iter()
@@ -76,7 +78,7 @@ impl RejoinHook for MakeSafe {
                         .collect();
                     while let Some((key, result)) = deletes.next().await {
                         match result {
-                            Ok(Reply::Meta(_)) => invalidated += 1,
+                            Ok(Reply::Meta(_)) => invalidated.push(key.clone()),
                             _ => {
                                 failed += 1;
                                 member.record_missed(key);
@@ -86,8 +88,20 @@ impl RejoinHook for MakeSafe {
                 }
                 shared.counters.record(Event::Invalidated {
                     node: &member.id,
-                    keys: invalidated,
+                    keys: invalidated.len(),
                 });
+                // The node no longer holds those copies: the records that it
+                // missed them are not needed any more.
+                let holders: Vec<_> = shared
+                    .members
+                    .snapshot()
+                    .iter()
+                    .filter(|m| !Arc::ptr_eq(m, &member) && m.state().is_writable())
+                    .cloned()
+                    .collect();
+                shared
+                    .clear_marks(&member, &invalidated, &holders, since_ms)
+                    .await;
                 match failed {
                     0 => Ok(()),
                     n => Err(format!("{n} invalidations on {} failed", member.id).into()),

@@ -1,17 +1,23 @@
 //! Writes that go to every writable node: set, delete, touch, flush.
 
-use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaReply, MetaStatus, Reply};
 
 use super::counters::Event;
-use super::fanout::{self, Calls, Gathered, Order};
-use super::members::{Member, Placement};
-use super::read::{repair_command, shaped};
-use super::resolve::{Copy, Repair};
+use super::fanout::{self, Gathered};
+use super::members::{Member, Placement, WriteTargets};
+use super::read::{asked_of, shaped, Asked};
+use super::resolve;
+use super::stale::Marked;
 use super::Shared;
 use crate::error::{Error, ErrorKind};
+
+/// How long a write that met its ack policy waits for the other writable
+/// nodes before it counts them as missing it (and records that): under
+/// [`AckPolicy::All`](super::AckPolicy::All) every node is awaited anyway.
+const WRITE_GRACE: Duration = Duration::from_millis(50);
 
 impl Shared {
     /// A plain set (`command` is an `ms`): every writable node, then the ack
@@ -23,8 +29,8 @@ impl Shared {
         let key = &set.key;
         let members = self.members.snapshot();
         let placement = Placement::of(&members, key.as_bytes());
-        let targets = self.writable(&members, &placement, key)?;
-        let gathered = self.fan_out(&targets, &command, key).await?;
+        let targets = self.targets(&members, &placement, key)?;
+        let gathered = self.write_accounted(key, &command, &targets, None).await?;
         Ok(gathered
             .reply_of(placement.primary())
             .cloned()
@@ -36,10 +42,10 @@ impl Shared {
         let key = delete.key.clone();
         let members = self.members.snapshot();
         let placement = Placement::of(&members, key.as_bytes());
-        let targets = self.writable(&members, &placement, &key)?;
-        let trusted = readable_now(&targets);
+        let targets = self.targets(&members, &placement, &key)?;
+        let trusted = readable_now(&targets.writable);
         let gathered = self
-            .fan_out(&targets, &Command::MetaDelete(delete), &key)
+            .write_accounted(&key, &Command::MetaDelete(delete), &targets, None)
             .await?;
         // A Rejoining node may still hold a copy it is about to lose: only
         // the nodes that were Up say whether the key existed.
@@ -54,60 +60,74 @@ impl Shared {
         }))
     }
 
-    /// A touch (`mg` with `T`, maybe with the value): every writable node;
-    /// a node that lacked the key gets it from one that had it.
+    /// A touch (`mg` with `T`, maybe with the value): every writable node.
+    /// The answers are decided like a read's (copies known to be stale
+    /// lose); a node that lacked the key gets it from the winner, one that
+    /// held another copy is overwritten, and when no trusted node holds
+    /// the key, the stale copies are deleted and the answer is a miss.
     pub(super) async fn touch(&self, caller: MetaGet) -> Result<Reply, Error> {
         let key = caller.key.clone();
         let members = self.members.snapshot();
         let placement = Placement::of(&members, key.as_bytes());
-        let targets = self.writable(&members, &placement, &key)?;
-        let trusted = readable_now(&targets);
+        let targets = self.targets(&members, &placement, &key)?;
+        let trusted = readable_now(&targets.writable);
         let mut get = caller.clone();
         (get.value, get.client_flags, get.ttl, get.cas) = (true, true, true, true);
-        let gathered = self.fan_out(&targets, &Command::MetaGet(get), &key).await?;
+        let gathered = self
+            .write_accounted(&key, &Command::MetaGet(get), &targets, None)
+            .await?;
+        let mut asked: Vec<Asked<'_>> = gathered
+            .answers
+            .into_iter()
+            .map(|(member, answer)| asked_of(member, answer))
+            .collect();
+        let mut marked = Marked::default();
+        if resolve::disagree(&asked) {
+            let up: Vec<&Arc<Member>> = targets
+                .writable
+                .iter()
+                .copied()
+                .filter(|m| trusted.contains(&m.addr))
+                .collect();
+            marked = self.marked(&key, &up).await;
+        }
         let primary = placement.primary();
+        let primary_index = asked
+            .iter()
+            .position(|a| primary.is_some_and(|p| Arc::ptr_eq(p, a.member)));
         // Like a read, trust only the nodes that were Up: a Rejoining node
         // may hold a deleted or overwritten copy, which must be neither
         // reported nor copied to the others (promise 2).
-        let Some((_, best)) = gathered
-            .answers
-            .iter()
-            .filter_map(hit_of)
-            .filter(|(m, _)| trusted.contains(&m.addr))
-            .max_by_key(|(m, _)| primary.is_some_and(|p| Arc::ptr_eq(p, m)))
-        else {
-            return Ok(shaped(&caller, meta_status(MetaStatus::Miss)));
-        };
-        let copy = Copy {
-            value: best.value.clone().unwrap_or_default(),
-            flags: best.flags.client_flags.unwrap_or(0),
-            ttl: best.flags.ttl.unwrap_or(-1),
-            cas: 0,
-        };
+        let resolution = resolve::resolve(&asked, primary_index, |i| {
+            marked.contains(asked[i].member) || !trusted.contains(&asked[i].member.addr)
+        });
+        if resolution.stale_lost > 0 && !marked.is_empty() {
+            self.counters.record(Event::StaleLost {
+                key: &key,
+                copies: resolution.stale_lost,
+            });
+        }
         // memcached reports the TTL from before the touch: the new one is the caller's.
         let exptime = caller.touch.unwrap_or(0);
-        let mut answer = best.clone();
-        let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
-        let mut repairs = Calls::new(deadline.as_mut(), self.probe_timeout, Order::Sent);
-        for (member, answer) in &gathered.answers {
-            if matches!(answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::Miss) {
-                let command = repair_command(&caller, &copy, exptime, Repair::Add);
-                repairs.push(*member, member.start(command));
+        let Some(winner) = resolution.winner else {
+            if !resolution.repairs.is_empty() {
+                Box::pin(self.repair(&caller, &asked, None, &resolution.repairs, None, "touch"))
+                    .await;
             }
-        }
-        while let Some((member, result)) = repairs.next().await {
-            if let Ok(Reply::Meta(meta)) = result {
-                if meta.status == MetaStatus::Stored {
-                    self.counters.record(Event::Repaired {
-                        node: &member.id,
-                        key: &caller.key,
-                        why: "touch",
-                    });
-                    if primary.is_some_and(|p| Arc::ptr_eq(p, member)) {
-                        answer.flags.cas = meta.flags.cas;
-                    }
-                }
-            }
+            return Ok(shaped(&caller, meta_status(MetaStatus::Miss)));
+        };
+        let mut answer = asked[winner].reply.take().expect("a hit has a reply");
+        if !resolution.repairs.is_empty() {
+            let primary_cas = Box::pin(self.repair(
+                &caller,
+                &asked,
+                Some((winner, exptime)),
+                &resolution.repairs,
+                primary,
+                "touch",
+            ))
+            .await;
+            answer.flags.cas = primary_cas.or(answer.flags.cas);
         }
         Ok(shaped(&caller, Reply::Meta(answer)))
     }
@@ -121,50 +141,78 @@ impl Shared {
             return Err(self.no_nodes(&members));
         }
         let required = self.config.ack.required(targets.len());
-        let gathered = fanout::write(&targets, &command, None, required, self.probe_timeout).await;
+        let gathered = fanout::write(
+            &targets,
+            &command,
+            None,
+            required,
+            WRITE_GRACE,
+            self.probe_timeout,
+        )
+        .await;
         self.check_acks(&gathered, required)?;
         Ok(Reply::Ok)
     }
 
-    /// The writable nodes for `key` (journaling it for Down nodes).
-    pub(super) fn writable<'a>(
+    /// The nodes a write of `key` goes to, and those that miss it.
+    pub(super) fn targets<'a>(
         &self,
         members: &[Arc<Member>],
         placement: &Placement<'a>,
         key: &Key,
-    ) -> Result<Vec<&'a Arc<Member>>, Error> {
-        let targets = placement.writable_journaling(key);
-        if targets.is_empty() {
+    ) -> Result<WriteTargets<'a>, Error> {
+        let targets = placement.writable_and_absent(key);
+        if targets.writable.is_empty() {
             return Err(self.no_nodes(members));
         }
         Ok(targets)
     }
 
-    /// Writes to `targets` under the ack policy.
-    pub(super) async fn fan_out<'a>(
+    /// Writes `command` (of `key`) to the writable targets under the ack
+    /// policy, and accounts for every node that missed it: the absent
+    /// ones, those that failed, and those still silent after the grace.
+    /// Before the write is acknowledged, the nodes that stored it (and
+    /// `also_holding`, a primary that decided it) record which nodes
+    /// missed it, where every client's read will find it (see
+    /// [`mark_stale`](Shared::mark_stale)). In the steady state nothing is
+    /// missed and nothing more is sent.
+    pub(super) async fn write_accounted<'a>(
         &self,
-        targets: &[&'a Arc<Member>],
-        command: &Command,
         key: &Key,
+        command: &Command,
+        targets: &WriteTargets<'a>,
+        also_holding: Option<&'a Arc<Member>>,
     ) -> Result<Gathered<'a>, Error> {
-        let required = self.config.ack.required(targets.len());
-        let gathered =
-            fanout::write(targets, command, Some(key), required, self.probe_timeout).await;
+        let extra = usize::from(also_holding.is_some());
+        let required = self
+            .config
+            .ack
+            .required(targets.writable.len() + extra)
+            .saturating_sub(extra);
+        let gathered = fanout::write(
+            &targets.writable,
+            command,
+            Some(key),
+            required,
+            WRITE_GRACE,
+            self.probe_timeout,
+        )
+        .await;
+        if !targets.complete() || gathered.missed().next().is_some() {
+            let missed: Vec<&Arc<Member>> = targets
+                .absent
+                .iter()
+                .copied()
+                .chain(gathered.missed())
+                .collect();
+            let mut holders = gathered.holders();
+            holders.extend(also_holding);
+            if !holders.is_empty() {
+                self.mark_stale(key, &missed, &holders).await?;
+            }
+        }
         self.check_acks(&gathered, required)?;
         Ok(gathered)
-    }
-
-    /// Writes to `targets`, `required` of which must acknowledge.
-    pub(super) async fn fan_out_required(
-        &self,
-        targets: &[&Arc<Member>],
-        command: &Command,
-        key: &Key,
-        required: usize,
-    ) -> Result<(), Error> {
-        let gathered =
-            fanout::write(targets, command, Some(key), required, self.probe_timeout).await;
-        self.check_acks(&gathered, required)
     }
 
     fn check_acks(&self, gathered: &Gathered<'_>, required: usize) -> Result<(), Error> {
@@ -201,15 +249,6 @@ fn readable_now(targets: &[&Arc<Member>]) -> Vec<std::net::SocketAddr> {
         .filter(|m| m.state().is_readable())
         .map(|m| m.addr)
         .collect()
-}
-
-fn hit_of<'a, 'm>(
-    answer: &'a (&'m Arc<Member>, Result<Reply, Error>),
-) -> Option<(&'m Arc<Member>, &'a MetaReply)> {
-    match &answer.1 {
-        Ok(Reply::Meta(meta)) if meta.status == MetaStatus::Value => Some((answer.0, meta)),
-        _ => None,
-    }
 }
 
 pub(super) fn meta_status(status: MetaStatus) -> Reply {

@@ -1,0 +1,354 @@
+//! Stale markers: what one client knows about a copy that missed a write,
+//! kept where every other client finds it (docs/consistency.md).
+//!
+//! When a write of key `K` is not stored by some node `N` (Down or Joining
+//! in this client's view, or failing the write), the writer appends an
+//! entry "`N` missed a write of `K`" to the marker of `K` on the nodes that
+//! did store it, before it acknowledges. A read that finds the nodes
+//! disagreeing reads the markers and lets every marked copy lose. The
+//! writer removes its entries once it has invalidated `K` on `N` (the
+//! node's rejoin); a marker also expires by itself.
+//!
+//! Markers cost nothing while every node is healthy: none is written, and
+//! none is read unless a read finds copies that disagree.
+
+use std::hash::BuildHasher;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaSet, MetaStatus, Reply, SetMode};
+
+use super::counters::Event;
+use super::fanout::{Calls, Order};
+use super::members::Member;
+use super::placement;
+use super::Shared;
+use crate::error::{Error, ErrorKind};
+use crate::Ttl;
+
+/// Every key memha keeps for itself starts with this; user keys may not.
+pub const RESERVED_PREFIX: &str = "__memha:";
+
+/// A stale marker's key: the prefix, then the user key (or, when that
+/// would pass memcached's 250 bytes, `#` and a 128-bit hash of it).
+const MARKER_PREFIX: &str = "__memha:stale:";
+
+/// Entries read from one marker at most: a marker is appended to once per
+/// missed write, so a long fault on a hot key can grow it.
+const MAX_ENTRIES: usize = 4096;
+
+/// Whether `key` lies in memha's reserved space.
+pub(crate) fn is_reserved(key: &Key) -> bool {
+    key.as_bytes().starts_with(RESERVED_PREFIX.as_bytes())
+}
+
+/// The key of `key`'s stale marker.
+pub(crate) fn marker_key(key: &Key) -> Key {
+    let bytes = key.as_bytes();
+    let mut marker = Vec::with_capacity(MARKER_PREFIX.len() + bytes.len().min(33));
+    marker.extend_from_slice(MARKER_PREFIX.as_bytes());
+    if marker.len() + bytes.len() <= Key::MAX_LEN {
+        marker.extend_from_slice(bytes);
+    } else {
+        let (a, b) = (placement::score(1, bytes), placement::score(2, bytes));
+        marker.extend_from_slice(format!("#{a:016x}{b:016x}").as_bytes());
+    }
+    Key::try_from(marker).expect("a prefix and a valid key, or a hash, is a valid key")
+}
+
+/// One line of a marker: node `node` (its identity's seed) missed a write
+/// that writer `writer` made at `at_ms` (Unix milliseconds, the writer's clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) node: u64,
+    pub(crate) writer: u64,
+    pub(crate) at_ms: u64,
+}
+
+impl Entry {
+    fn encode(&self, out: &mut BytesMut) {
+        out.put_slice(
+            format!("{:016x} {:016x} {}\n", self.node, self.writer, self.at_ms).as_bytes(),
+        );
+    }
+
+    fn parse(line: &[u8]) -> Option<Entry> {
+        let line = std::str::from_utf8(line).ok()?;
+        let mut fields = line.split(' ');
+        let node = u64::from_str_radix(fields.next()?, 16).ok()?;
+        let writer = u64::from_str_radix(fields.next()?, 16).ok()?;
+        let at_ms = fields.next()?.parse().ok()?;
+        fields.next().is_none().then_some(Entry {
+            node,
+            writer,
+            at_ms,
+        })
+    }
+}
+
+/// The entries of a marker's value; lines that do not parse are skipped
+/// (a marker is bookkeeping: a garbled one must not fail a read).
+pub(crate) fn parse_entries(value: &[u8]) -> Vec<Entry> {
+    value
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .filter_map(Entry::parse)
+        .take(MAX_ENTRIES)
+        .collect()
+}
+
+fn encode_entries(entries: &[Entry]) -> Bytes {
+    let mut out = BytesMut::with_capacity(entries.len() * 52);
+    for entry in entries {
+        entry.encode(&mut out);
+    }
+    out.freeze()
+}
+
+/// The nodes known (from the markers read) to hold a stale copy of a key.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Marked {
+    seeds: Vec<u64>,
+}
+
+impl Marked {
+    pub(crate) fn contains(&self, member: &Member) -> bool {
+        self.seeds.contains(&member.seed())
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.seeds.is_empty()
+    }
+
+    fn add(&mut self, entries: &[Entry]) {
+        for entry in entries {
+            if !self.seeds.contains(&entry.node) {
+                self.seeds.push(entry.node);
+            }
+        }
+    }
+}
+
+/// A random identity of this client: whose entries a cleanup may remove.
+pub(crate) fn writer_id() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    std::collections::hash_map::RandomState::new().hash_one((nanos, std::process::id()))
+}
+
+pub(crate) fn now_ms() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Shared {
+    /// Records on `holders` (the nodes that stored a write of `key`) that
+    /// every node of `missed` missed it. Succeeds once at least one holder
+    /// keeps the record: a reader that finds the write's copy disagreeing
+    /// with a missed node's asks every node it can reach for markers.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::PartialWrite`] when no holder stored the record: the
+    /// write must not be acknowledged.
+    pub(super) async fn mark_stale(
+        &self,
+        key: &Key,
+        missed: &[&Arc<Member>],
+        holders: &[&Arc<Member>],
+    ) -> Result<(), Error> {
+        let at_ms = now_ms();
+        let entries: Vec<Entry> = missed
+            .iter()
+            .map(|m| Entry {
+                node: m.seed(),
+                writer: self.writer,
+                at_ms,
+            })
+            .collect();
+        let value = encode_entries(&entries);
+        let marker = marker_key(key);
+        let exptime = Ttl::After(self.config.stale_marker_ttl).exptime();
+        // A marker is new (add, with its lifetime) or exists (append).
+        let mut add = MetaSet::new(marker.clone(), value.clone());
+        add.mode = SetMode::Add;
+        add.ttl = Some(exptime);
+        let mut append = MetaSet::new(marker, value);
+        append.mode = SetMode::Append;
+        let mut stored = 0;
+        let mut exists = Vec::new();
+        {
+            let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
+            let mut calls = Calls::new(deadline.as_mut(), self.probe_timeout, Order::Sent);
+            for &holder in holders {
+                calls.push(holder, holder.start(Command::MetaSet(add.clone())));
+            }
+            while let Some((holder, answer)) = calls.next().await {
+                match answer {
+                    Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored => stored += 1,
+                    Ok(Reply::Meta(m)) if m.status == MetaStatus::NotStored => exists.push(holder),
+                    _ => {}
+                }
+            }
+        }
+        if !exists.is_empty() {
+            let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
+            let mut calls = Calls::new(deadline.as_mut(), self.probe_timeout, Order::Sent);
+            for holder in exists {
+                calls.push(holder, holder.start(Command::MetaSet(append.clone())));
+            }
+            while let Some((_, answer)) = calls.next().await {
+                if matches!(answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored) {
+                    stored += 1;
+                }
+            }
+        }
+        self.counters.record(Event::Marked {
+            key,
+            missed: missed.len(),
+            holders: stored,
+        });
+        if stored > 0 {
+            return Ok(());
+        }
+        Err(Error::new(ErrorKind::PartialWrite {
+            acked: 0,
+            required: 1,
+            failed: holders.iter().map(|m| m.addr).collect(),
+        })
+        .with_detail("no node stored the record of the nodes that missed the write"))
+    }
+
+    /// Reads `key`'s markers from `nodes`: the nodes known to hold a stale
+    /// copy. A node that fails to answer adds nothing.
+    pub(super) async fn marked(&self, key: &Key, nodes: &[&Arc<Member>]) -> Marked {
+        let mut get = MetaGet::new(marker_key(key));
+        get.value = true;
+        let command = Command::MetaGet(get);
+        let mut marked = Marked::default();
+        let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
+        let mut calls = Calls::new(deadline.as_mut(), self.probe_timeout, Order::Sent);
+        for &node in nodes {
+            calls.push(node, node.start(command.clone()));
+        }
+        while let Some((_, answer)) = calls.next().await {
+            if let Ok(Reply::Meta(meta)) = answer {
+                if let (MetaStatus::Value, Some(value)) = (meta.status, &meta.value) {
+                    marked.add(&parse_entries(value));
+                }
+            }
+        }
+        marked
+    }
+
+    /// After `keys` were invalidated on `node`, removes this client's
+    /// entries for it (made before `since_ms`) from the markers on `holders`:
+    /// the node no longer holds those copies. Other clients' entries stay
+    /// until their own cleanup or the marker's expiry. Best effort: a
+    /// marker left behind only makes a fresh copy lose a divergence, and
+    /// it expires.
+    pub(super) async fn clear_marks(
+        &self,
+        node: &Member,
+        keys: &[Key],
+        holders: &[Arc<Member>],
+        since_ms: u64,
+    ) {
+        const CHUNK: usize = 64;
+        for chunk in keys.chunks(CHUNK) {
+            let mut clears: FuturesUnordered<_> = chunk
+                .iter()
+                .flat_map(|key| holders.iter().map(move |holder| (key, holder)))
+                .map(|(key, holder)| self.clear_mark(node.seed(), key, holder, since_ms))
+                .collect();
+            while clears.next().await.is_some() {}
+        }
+    }
+
+    async fn clear_mark(&self, node: u64, key: &Key, holder: &Member, since_ms: u64) {
+        let marker = marker_key(key);
+        let mut get = MetaGet::new(marker.clone());
+        (get.value, get.cas, get.ttl) = (true, true, true);
+        let Ok(Reply::Meta(meta)) = holder.call(Command::MetaGet(get)).await else {
+            return;
+        };
+        let (MetaStatus::Value, Some(value)) = (meta.status, &meta.value) else {
+            return;
+        };
+        let entries = parse_entries(value);
+        let kept: Vec<Entry> = entries
+            .iter()
+            .copied()
+            .filter(|e| !(e.node == node && e.writer == self.writer && e.at_ms <= since_ms))
+            .collect();
+        if kept.len() == entries.len() {
+            return;
+        }
+        let Some(cas) = meta.flags.cas else { return };
+        // CAS-guarded: an entry appended meanwhile must not be lost. A
+        // conflict leaves the marker as it is, to expire.
+        let command = if kept.is_empty() {
+            let mut delete = MetaDelete::new(marker);
+            delete.compare_cas = Some(cas);
+            Command::MetaDelete(delete)
+        } else {
+            let mut set = MetaSet::new(marker, encode_entries(&kept));
+            set.compare_cas = Some(cas);
+            set.ttl = Some(Ttl::from_remaining(meta.flags.ttl.unwrap_or(-1)).exptime());
+            Command::MetaSet(set)
+        };
+        let _ = holder.call(command).await;
+    }
+}
+
+/// How long a stale marker lives by default: it must outlast the time a
+/// node may hold a stale copy unnoticed by the writer (until the writer
+/// sees it return and invalidates the key there).
+pub(crate) const DEFAULT_MARKER_TTL: Duration = Duration::from_secs(24 * 3600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_garbage_is_skipped() {
+        let entries = [
+            Entry {
+                node: 1,
+                writer: u64::MAX,
+                at_ms: 1_700_000_000_000,
+            },
+            Entry {
+                node: 0xabcdef,
+                writer: 7,
+                at_ms: 0,
+            },
+        ];
+        let mut value = BytesMut::from(&encode_entries(&entries)[..]);
+        value.put_slice(b"garbage line\n\xff\xfe\n0 1\n1 2 3 4\n");
+        assert_eq!(parse_entries(&value), entries);
+    }
+
+    #[test]
+    fn marker_keys_are_reserved_and_valid_for_every_key_length() {
+        let short = Key::new("session:1").unwrap();
+        assert_eq!(marker_key(&short).as_bytes(), b"__memha:stale:session:1");
+        let long = Key::new("k".repeat(Key::MAX_LEN)).unwrap();
+        let marker = marker_key(&long);
+        assert!(marker.as_bytes().len() <= Key::MAX_LEN);
+        assert!(is_reserved(&marker) && is_reserved(&marker_key(&short)));
+        assert_ne!(
+            marker,
+            marker_key(&Key::new("j".repeat(Key::MAX_LEN)).unwrap()),
+            "long keys hash apart"
+        );
+        assert!(!is_reserved(&short));
+    }
+}
