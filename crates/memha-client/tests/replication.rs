@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::on_node;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,36 +33,6 @@ async fn client_of(addrs: &[SocketAddr], replication: ReplicationConfig) -> Clie
         .build()
         .await
         .expect("build client")
-}
-
-/// What a node holds for `key`, asked with a plain connection: (value, flags, ttl).
-fn on_node(addr: SocketAddr, key: &str) -> Option<(Vec<u8>, u32, i64)> {
-    // `mn` ends the reply, so values holding "\r\n" are read whole.
-    let reply = raw_roundtrip(
-        addr,
-        format!("mg {key} v f t\r\nmn\r\n").as_bytes(),
-        b"MN\r\n",
-        Duration::from_secs(2),
-    )
-    .expect("raw mg");
-    if reply.starts_with(b"EN") {
-        return None;
-    }
-    let header_end = reply.windows(2).position(|w| w == b"\r\n").unwrap();
-    let header = String::from_utf8(reply[..header_end].to_vec()).unwrap();
-    let mut parts = header.split(' ');
-    assert_eq!(parts.next(), Some("VA"), "{header}");
-    let len: usize = parts.next().unwrap().parse().unwrap();
-    let (mut flags, mut ttl) = (0, 0);
-    for part in parts {
-        match part.split_at(1) {
-            ("f", v) => flags = v.parse().unwrap(),
-            ("t", v) => ttl = v.parse().unwrap(),
-            _ => {}
-        }
-    }
-    let start = header_end + 2;
-    Some((reply[start..start + len].to_vec(), flags, ttl))
 }
 
 fn raw_set(addr: SocketAddr, key: &str, value: &str) {

@@ -264,7 +264,10 @@ async fn the_same_name_from_two_sources_is_one_node() {
     let named = NodeAddr::new("cache-1.internal", 11211).with_ip("10.0.0.1".parse().unwrap());
     let mut watcher = Watcher::builder()
         .source(StaticSource::new([named.clone()]))
-        .source(StaticSource::new([NodeAddr::new("Cache-1.Internal.", 11211)]))
+        .source(StaticSource::new([NodeAddr::new(
+            "Cache-1.Internal.",
+            11211,
+        )]))
         .build();
     assert_eq!(
         watcher.ready().await.unwrap(),

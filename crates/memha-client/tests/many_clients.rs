@@ -1,0 +1,269 @@
+//! Promises 1-3 across clients: several `Client`s share 3 real memcached
+//! nodes, each through its own fault proxies, so one client can lose a
+//! node the others still reach (docs/consistency.md).
+
+mod common;
+
+use std::time::Duration;
+
+use common::on_node;
+use memha_client::discovery::NodeId;
+use memha_client::{Client, ErrorKind, HealthConfig, NodeState};
+use memha_tests::{raw_roundtrip, FaultProxy, MemcachedCluster, ProxyMode};
+
+const TIMEOUT: Duration = Duration::from_millis(300);
+const WAIT: Duration = Duration::from_secs(10);
+const KEYS: usize = 100;
+
+/// One client of the cluster: its own proxy in front of every node.
+struct Peer {
+    client: Client,
+    proxies: Vec<FaultProxy>,
+}
+
+impl Peer {
+    async fn start(cluster: &MemcachedCluster, health: HealthConfig) -> Peer {
+        let proxies: Vec<FaultProxy> = cluster
+            .addrs()
+            .into_iter()
+            .map(|addr| FaultProxy::start(addr).expect("proxy"))
+            .collect();
+        let mut builder = Client::builder().timeout(TIMEOUT).health(health);
+        for (i, proxy) in proxies.iter().enumerate() {
+            builder = builder.named_node(node_name(i), proxy.addr());
+        }
+        let client = builder.build().await.expect("build client");
+        let peer = Peer { client, proxies };
+        for i in 0..cluster.len() {
+            peer.wait_for(i, NodeState::Up).await;
+        }
+        peer
+    }
+
+    async fn wait_for(&self, node: usize, state: NodeState) {
+        self.client
+            .cluster()
+            .expect("a cluster client")
+            .wait_for_node_state(&NodeId::new(node_name(node)), |s| s == state, WAIT)
+            .await
+            .unwrap_or_else(|err| panic!("node {node} never became {state}: {err}"));
+    }
+
+    fn state(&self, node: usize) -> NodeState {
+        self.client
+            .cluster()
+            .unwrap()
+            .node_state(&NodeId::new(node_name(node)))
+            .expect("a member")
+    }
+}
+
+fn node_name(i: usize) -> String {
+    format!("node{i}:11211")
+}
+
+fn fast_health() -> HealthConfig {
+    HealthConfig::default()
+        .with_up_interval(Duration::from_millis(200))
+        .with_backoff(Duration::from_millis(20), 1.5, Duration::from_millis(300))
+}
+
+/// A client that probes Up nodes rarely: it does not notice a short pause
+/// unless its own requests run into it.
+fn idle_health() -> HealthConfig {
+    HealthConfig::default().with_up_interval(Duration::from_secs(600))
+}
+
+fn deleted(i: usize) -> String {
+    format!("logout:{i}")
+}
+
+fn overwritten(i: usize) -> String {
+    format!("update:{i}")
+}
+
+/// Every key in its first state, on every node.
+async fn seed(writer: &Client, cluster: &MemcachedCluster) {
+    for i in 0..KEYS {
+        writer.set(deleted(i), "session").await.unwrap();
+        writer.set(overwritten(i), "old").await.unwrap();
+    }
+    for addr in cluster.addrs() {
+        assert!(on_node(addr, &deleted(KEYS - 1)).is_some());
+        assert!(on_node(addr, &overwritten(KEYS - 1)).is_some());
+    }
+}
+
+/// The deletes and overwrites, each acknowledged.
+async fn delete_and_overwrite(writer: &Client) {
+    for i in 0..KEYS {
+        writer
+            .delete(deleted(i))
+            .await
+            .expect("delete acknowledged");
+        writer
+            .set(overwritten(i), "new")
+            .await
+            .expect("overwrite acknowledged");
+    }
+}
+
+/// Reads every key through `reader`: deleted keys stay deleted, overwrites
+/// read new. Returns how many reads went wrong, by kind.
+async fn read_all(reader: &Client) -> (usize, usize) {
+    let (mut resurrected, mut old) = (0, 0);
+    for i in 0..KEYS {
+        if reader.get(deleted(i)).await.unwrap().is_some() {
+            resurrected += 1;
+        }
+        let item = reader.get(overwritten(i)).await.unwrap();
+        if item.as_ref().map(|item| &item.value[..]) != Some(&b"new"[..]) {
+            old += 1;
+        }
+    }
+    (resurrected, old)
+}
+
+/// Every node checked directly: no deleted key, and every overwrite new
+/// (read repair brought it everywhere).
+fn check_nodes(cluster: &MemcachedCluster) {
+    for (n, addr) in cluster.addrs().into_iter().enumerate() {
+        let resurrected = (0..KEYS)
+            .filter(|&i| on_node(addr, &deleted(i)).is_some())
+            .count();
+        let not_new: Vec<_> = (0..KEYS)
+            .filter_map(|i| {
+                let held = on_node(addr, &overwritten(i)).map(|(value, _, _)| value);
+                (held.as_deref() != Some(&b"new"[..])).then_some(held)
+            })
+            .collect();
+        assert_eq!(resurrected, 0, "node {n} holds deleted keys");
+        assert!(not_new.is_empty(), "node {n} holds {not_new:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_one_client_lost_never_brings_back_its_deletes_or_old_values() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let a = Peer::start(&cluster, fast_health()).await;
+    let b = Peer::start(&cluster, fast_health()).await;
+    seed(&a.client, &cluster).await;
+
+    // A loses its path to node 0; B still reaches it.
+    a.proxies[0].set_mode(ProxyMode::Drop);
+    a.wait_for(0, NodeState::Down).await;
+    delete_and_overwrite(&a.client).await;
+    assert_eq!(b.state(0), NodeState::Up, "B never lost node 0");
+    for i in [0, KEYS - 1] {
+        let stale = on_node(cluster.node(0).addr(), &overwritten(i)).unwrap();
+        assert_eq!(stale.0, b"old", "node 0 missed the overwrites");
+    }
+
+    assert_eq!(read_all(&b.client).await, (0, 0), "B read during the fault");
+    let stats = b.client.cluster().unwrap().stats();
+    assert!(
+        stats.stale_copies > 0,
+        "B let marked copies lose: {stats:?}"
+    );
+
+    a.proxies[0].set_mode(ProxyMode::Pass);
+    a.wait_for(0, NodeState::Up).await;
+    assert_eq!(read_all(&b.client).await, (0, 0), "B read after the heal");
+    assert_eq!(read_all(&a.client).await, (0, 0), "A read after the heal");
+    check_nodes(&cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_only_the_busy_client_noticed_never_brings_back_old_values() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let busy = Peer::start(&cluster, fast_health()).await;
+    let idle = Peer::start(&cluster, idle_health()).await;
+    seed(&busy.client, &cluster).await;
+
+    // Node 0 freezes; the busy client's requests time out into Down.
+    cluster.node(0).pause().unwrap();
+    let poke = async {
+        for i in 0.. {
+            let _ = busy.client.set(format!("poke:{i}"), "x").await;
+            if busy.state(0) == NodeState::Down {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, poke)
+        .await
+        .expect("the busy client marks the frozen node Down");
+    delete_and_overwrite(&busy.client).await;
+    // Keep the busy client from seeing the node back (and cleaning it)
+    // until the idle one has read: the window the idle client's first
+    // reads fall in.
+    busy.proxies[0].set_mode(ProxyMode::Drop);
+    cluster.node(0).resume().unwrap();
+    assert_eq!(
+        idle.state(0),
+        NodeState::Up,
+        "the idle client never noticed"
+    );
+
+    assert_eq!(
+        read_all(&idle.client).await,
+        (0, 0),
+        "the idle client's first reads"
+    );
+
+    busy.proxies[0].set_mode(ProxyMode::Pass);
+    busy.wait_for(0, NodeState::Up).await;
+    assert_eq!(read_all(&idle.client).await, (0, 0), "idle, after the heal");
+    assert_eq!(read_all(&busy.client).await, (0, 0), "busy, after the heal");
+    check_nodes(&cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_written_onto_one_node_by_another_client_is_everywhere_after_one_read() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let reader = Peer::start(&cluster, fast_health()).await;
+    for (i, addr) in cluster.addrs().into_iter().enumerate() {
+        let key = format!("foreign:{i}");
+        let command = format!("set {key} 5 0 5\r\nplain\r\n");
+        let reply = raw_roundtrip(addr, command.as_bytes(), b"\r\n", WAIT).unwrap();
+        assert_eq!(reply, b"STORED\r\n");
+
+        let item = reader.client.get(&key).await.unwrap().expect("a hit");
+        assert_eq!((&item.value[..], item.flags), (&b"plain"[..], 5));
+        for other in cluster.addrs() {
+            assert_eq!(
+                on_node(other, &key).map(|(value, flags, _)| (value, flags)),
+                Some((b"plain".to_vec(), 5)),
+                "{key} after one read, on {other}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_keys_are_refused_before_anything_is_sent() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let peer = Peer::start(&cluster, fast_health()).await;
+    for proxy in &peer.proxies {
+        proxy.capture(true);
+    }
+    for key in ["__memha:stale:x", "__memha:anything"] {
+        let err = peer.client.set(key, "v").await.unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::InvalidKey, "{err}");
+        let err = peer.client.get(key).await.unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::InvalidKey, "{err}");
+    }
+    peer.client.set("visible", "v").await.unwrap();
+    for proxy in &peer.proxies {
+        let sent = proxy.take_captured();
+        assert!(
+            sent.windows(7).any(|w| w == b"visible"),
+            "the capture sees the data path"
+        );
+        assert!(
+            !sent.windows(8).any(|w| w == b"__memha:"),
+            "a reserved key reached the wire: {:?}",
+            String::from_utf8_lossy(&sent)
+        );
+    }
+}
