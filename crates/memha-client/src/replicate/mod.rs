@@ -5,13 +5,18 @@
 //! facade and any layer around it work unchanged over a cluster:
 //! - `ms` (plain set), `md`, `mg` with `T` (touch) and `flush_all` go to every
 //!   writable node (Up or Rejoining) under the [`AckPolicy`]; the keys Down
-//!   nodes miss are journaled for their return;
+//!   nodes miss are journaled for their return, and every node that misses
+//!   a write is named in the key's stale marker on the nodes that stored
+//!   it before the write is acknowledged (docs/consistency.md);
 //! - `mg` asks a subset of Up nodes (the key's primary first), asks the
-//!   others before answering a miss, and repairs nodes that missed (`ME`,
-//!   never clobbering a newer write) or diverged (CAS-guarded set);
+//!   others before answering a miss; when copies disagree it asks every Up
+//!   node and the stale markers, lets marked copies lose, and repairs nodes
+//!   that missed (`ME`, never clobbering a newer write) or diverged
+//!   (CAS-guarded set, or delete of a stale copy);
 //! - add, replace, append, prepend, `cas`, CAS-guarded delete and `ma` are
-//!   decided by the key's primary (the first Up node in rendezvous order)
-//!   and what it then holds is written to the others;
+//!   decided by the key's primary (the first Up node in rendezvous order of
+//!   the node identities), primed first by a read of the key, and what it
+//!   then holds is written to the others;
 //! - a node that returns without a restart is made safe first: the keys it
 //!   missed are deleted on it, or it is flushed.
 //!
