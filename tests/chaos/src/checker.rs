@@ -736,7 +736,14 @@ impl Checker<'_> {
         let touches: Vec<&Record> = records
             .iter()
             .copied()
-            .filter(|r| matches!(r.op, Op::Touch { life: Life::Secs(_) }))
+            .filter(|r| {
+                matches!(
+                    r.op,
+                    Op::Touch {
+                        life: Life::Secs(_)
+                    }
+                )
+            })
             .collect();
         for (i, record) in records.iter().enumerate() {
             if record.outcome.is_failure() {
@@ -1429,7 +1436,13 @@ mod tests {
             srec(Op::Get, 1.4, 1.5, 2, Outcome::Miss),
             srec(Op::Delete, 2.0, 2.1, 2, Outcome::Deleted),
             srec(Op::Get, 2.2, 2.3, 0, hit("k|2|")),
-            srec(Op::Touch { life: Life::Never }, 2.4, 2.5, 1, Outcome::Touched),
+            srec(
+                Op::Touch { life: Life::Never },
+                2.4,
+                2.5,
+                1,
+                Outcome::Touched,
+            ),
             srec(
                 Op::Add {
                     value: Bytes::from("k|5|"),

@@ -93,7 +93,13 @@ pub(crate) fn inject(
         }
         for (node, slot) in active.iter_mut().enumerate() {
             if let Some(done) = slot.take_if(|a| a.ends_at <= now) {
-                heal(cluster, &proxies[node], node, &mut records[done.record], clock);
+                heal(
+                    cluster,
+                    &proxies[node],
+                    node,
+                    &mut records[done.record],
+                    clock,
+                );
                 settled(node, done.watched);
             }
         }
@@ -113,9 +119,8 @@ pub(crate) fn inject(
                 };
                 // An empty restart may go unseen by a client that is not
                 // watching for it when it looks again.
-                let watched = (plan.single
-                    && matches!(kind, FaultKind::Kill | FaultKind::Restart))
-                .then(|| view.watch());
+                let watched = (plan.single && matches!(kind, FaultKind::Kill | FaultKind::Restart))
+                    .then(|| view.watch());
                 let mut record = FaultRecord {
                     node,
                     kind,
@@ -157,7 +162,13 @@ pub(crate) fn inject(
     }
     for (node, slot) in active.iter_mut().enumerate() {
         if let Some(done) = slot.take() {
-            heal(cluster, &proxies[node], node, &mut records[done.record], clock);
+            heal(
+                cluster,
+                &proxies[node],
+                node,
+                &mut records[done.record],
+                clock,
+            );
         }
     }
     records
@@ -191,13 +202,16 @@ fn targets<'a>(
     proxies: &'a [Arc<FaultProxy>],
     record: &'a FaultRecord,
 ) -> impl Iterator<Item = &'a Arc<FaultProxy>> + 'a {
-    proxies.iter().enumerate().filter_map(move |(client, proxy)| {
-        record
-            .clients
-            .as_ref()
-            .map_or(true, |clients| clients.contains(&client))
-            .then_some(proxy)
-    })
+    proxies
+        .iter()
+        .enumerate()
+        .filter_map(move |(client, proxy)| {
+            record
+                .clients
+                .as_ref()
+                .map_or(true, |clients| clients.contains(&client))
+                .then_some(proxy)
+        })
 }
 
 fn sleep_until(clock: Clock, at: Duration) {

@@ -402,10 +402,7 @@ impl fmt::Display for HealthRecord {
         write!(
             f,
             " node {} {} -> {} ({})",
-            self.node,
-            self.transition.from,
-            self.transition.to,
-            self.transition.cause
+            self.node, self.transition.from, self.transition.to, self.transition.cause
         )
     }
 }

@@ -256,11 +256,7 @@ impl fmt::Display for Report {
                 .iter()
                 .map(|s| format!("{}/{}", s.repairs, s.divergences))
                 .collect();
-            writeln!(
-                f,
-                "  repairs/divergences by client: {}",
-                shown.join(", ")
-            )?;
+            writeln!(f, "  repairs/divergences by client: {}", shown.join(", "))?;
         }
         writeln!(
             f,

@@ -82,12 +82,15 @@ impl Shared {
         (get.value, get.client_flags, get.ttl, get.cas) = (true, true, true, true);
         let command = Command::MetaGet(get);
 
-        let mut asked = self.ask(first, &command, &mut first_hit).await;
+        // A lone node's hit may be forwarded at once only when there is no
+        // other node to disagree with it.
+        let alone = up.len() == 1;
+        let mut asked = self.ask(first, &command, &mut first_hit, alone).await;
         let mut rest = rest;
         if !asked.iter().any(|a| matches!(a.read, NodeRead::Hit(_))) && !rest.is_empty() {
             self.counters
                 .record(Event::MissFailover { key: &caller.key });
-            asked.extend(self.ask(rest, &command, &mut first_hit).await);
+            asked.extend(self.ask(rest, &command, &mut first_hit, false).await);
             rest = &[];
         }
         // Copies that disagree: some node may hold a copy another client
@@ -95,7 +98,7 @@ impl Shared {
         let mut marked = Marked::default();
         if resolve::disagree(&asked) {
             let (more, known) = futures_util::future::join(
-                self.ask(rest, &command, &mut None),
+                self.ask(rest, &command, &mut None, false),
                 self.marked(&caller.key, &up),
             )
             .await;
@@ -214,12 +217,14 @@ impl Shared {
     }
 
     /// Asks every node in `nodes` at once, under one deadline, forwarding
-    /// the first hit as soon as it comes.
+    /// to `first_hit` the first hit a second node agrees with (any hit when
+    /// `alone`) as soon as it comes.
     async fn ask<'a>(
         &self,
         nodes: &[&'a Arc<Member>],
         command: &Command,
         first_hit: &mut Option<oneshot::Sender<Reply>>,
+        alone: bool,
     ) -> Vec<Asked<'a>> {
         let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
         // Every answer is awaited, unless a first hit is to be forwarded.
@@ -236,9 +241,9 @@ impl Shared {
             let read = asked_of(member, answer);
             // A lone hit may be a copy another client knows to be stale:
             // forward a hit early only once a second node agrees with it,
-            // or when it is the only node there is to ask.
+            // or when it is the only node there is (`alone`).
             if let (Some(_), NodeRead::Hit(copy)) = (&first_hit, &read.read) {
-                let agreed = nodes.len() == 1
+                let agreed = alone
                     || asked
                         .iter()
                         .any(|a| matches!(&a.read, NodeRead::Hit(c) if resolve::same(c, copy)));
