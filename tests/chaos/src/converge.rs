@@ -76,6 +76,9 @@ fn fetch_node(addr: SocketAddr, keys: &[String]) -> io::Result<Vec<Option<Copy>>
                 Ok(Some(Reply::Meta(meta))) => {
                     expected -= 1;
                     match meta.status {
+                        // A tombstone (a delete marks the item stale, `X`)
+                        // is no copy: the key is deleted there.
+                        MetaStatus::Value if meta.flags.stale => copies.push(None),
                         MetaStatus::Value => copies.push(Some(Copy {
                             value: meta.value.unwrap_or_default(),
                             flags: meta.flags.client_flags.unwrap_or(0),

@@ -279,6 +279,13 @@ impl fmt::Display for Report {
                 self.findings.drift.len()
             )?;
         }
+        if self.findings.stale_deletes > 0 {
+            writeln!(
+                f,
+                "stale copies deleted (not counted): {} deletes of a deleted session found a copy an earlier delete missed, and removed it",
+                self.findings.stale_deletes
+            )?;
+        }
         if !self.findings.excused.is_empty() {
             writeln!(
                 f,

@@ -73,6 +73,9 @@ pub struct ReplicationConfig {
     /// the cluster for other clients (default 24 hours). See
     /// [`stale_marker_ttl`](Self::stale_marker_ttl).
     pub stale_marker_ttl: Duration,
+    /// How long a deleted key leaves a tombstone on each node (default
+    /// 4 s; zero deletes outright). See [`tombstone`](Self::tombstone).
+    pub tombstone: Duration,
 }
 
 impl Default for ReplicationConfig {
@@ -86,6 +89,7 @@ impl Default for ReplicationConfig {
             startup_wait: Duration::from_secs(2),
             catch_up_window: Duration::from_secs(3600),
             stale_marker_ttl: super::stale::DEFAULT_MARKER_TTL,
+            tombstone: Duration::from_secs(4),
         }
     }
 }
@@ -160,6 +164,22 @@ impl ReplicationConfig {
     /// older copies to other clients after it.
     pub fn stale_marker_ttl(mut self, ttl: Duration) -> Self {
         self.stale_marker_ttl = ttl;
+        self
+    }
+
+    /// Sets how long a deleted key leaves a tombstone on each node.
+    ///
+    /// A delete does not remove the item at once: it marks it stale on
+    /// every node (`md <key> I T<secs>`), and it expires after this long.
+    /// memha's reads treat such a copy as deleted and never copy it, and a
+    /// read that raced the delete cannot add the old value back onto a node
+    /// the delete already passed (its add finds the tombstone), which a
+    /// plain delete cannot prevent. It must outlast a read's rounds (three
+    /// node timeouts). A plain memcached client's `get` still returns a
+    /// tombstoned value until it expires; `add`, `incr` and friends through
+    /// memha treat the key as absent. Zero deletes outright.
+    pub fn tombstone(mut self, lifetime: Duration) -> Self {
+        self.tombstone = lifetime;
         self
     }
 

@@ -45,13 +45,23 @@ impl Shared {
     /// The primary decides `command`; what it then holds is written to the others.
     pub(super) async fn coordinated(&self, key: Key, command: Command) -> Result<Reply, Error> {
         let _serialised = self.key_locks.lock(&key, self.probe_timeout).await?;
-        // It decides from what it holds: first make it hold the current copy.
-        self.prime(&key).await?;
-        let members = self.members.snapshot();
-        let placement = Placement::of(&members, key.as_bytes());
-        let Some(primary) = placement.primary().cloned() else {
-            return Err(self.no_nodes(&members));
+        // It decides from what it holds: first make it hold the current
+        // copy. A node turning Up meanwhile may become the primary: prime
+        // again, so the node that decides is the one primed.
+        let mut attempts = 0;
+        let (members, primary) = loop {
+            let primed = self.prime(&key).await?;
+            let members = self.members.snapshot();
+            let placement = Placement::of(&members, key.as_bytes());
+            let Some(primary) = placement.primary().cloned() else {
+                return Err(self.no_nodes(&members));
+            };
+            attempts += 1;
+            if primary.seed() == primed || attempts == 3 {
+                break (members, primary);
+            }
         };
+        let placement = Placement::of(&members, key.as_bytes());
         let reply = match primary.call(command).await {
             Ok(reply) => reply,
             Err(error) => {

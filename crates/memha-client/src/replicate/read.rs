@@ -67,8 +67,19 @@ impl Shared {
     pub(super) async fn read_and_repair(
         &self,
         caller: MetaGet,
-        mut first_hit: Option<oneshot::Sender<Reply>>,
+        first_hit: Option<oneshot::Sender<Reply>>,
     ) -> Result<Reply, Error> {
+        self.read_resolved(caller, first_hit)
+            .await
+            .map(|read| read.reply)
+    }
+
+    /// A read, and what it saw of the key's primary.
+    async fn read_resolved(
+        &self,
+        caller: MetaGet,
+        mut first_hit: Option<oneshot::Sender<Reply>>,
+    ) -> Result<ResolvedRead, Error> {
         let members = self.members.snapshot();
         let mut up = Placement::of(&members, caller.key.as_bytes()).into_readable();
         let Some(&primary) = up.first() else {
@@ -107,6 +118,15 @@ impl Shared {
         }
 
         let primary_index = asked.iter().position(|a| Arc::ptr_eq(a.member, primary));
+        let primary_tombstone = primary_index.and_then(|i| match &asked[i].read {
+            NodeRead::Hit(copy) if copy.server_stale => Some(copy.cas),
+            _ => None,
+        });
+        let resolved = |reply| ResolvedRead {
+            reply,
+            primary: primary.seed(),
+            primary_tombstone,
+        };
         let resolution =
             resolve::resolve(&asked, primary_index, |i| marked.contains(asked[i].member));
         if resolution.diverged {
@@ -130,8 +150,14 @@ impl Shared {
                 ))
                 .await;
             }
-            return match asked.iter().any(|a| a.read == NodeRead::Miss) {
-                true => Ok(shaped(&caller, miss())),
+            // A tombstone (a copy the server flags stale) says the key was deleted.
+            let absent = asked.iter().any(|a| match &a.read {
+                NodeRead::Miss => true,
+                NodeRead::Hit(copy) => copy.server_stale,
+                NodeRead::Failed => false,
+            });
+            return match absent {
+                true => Ok(resolved(shaped(&caller, miss()))),
                 false => Err(asked
                     .into_iter()
                     .find_map(|a| a.error)
@@ -160,7 +186,7 @@ impl Shared {
             // the primary.
             answer.flags.cas = primary_cas.or(answer.flags.cas);
         }
-        Ok(shaped(&caller, Reply::Meta(answer)))
+        Ok(resolved(shaped(&caller, Reply::Meta(answer))))
     }
 
     /// Writes the winning copy (with `exptime`, in memcached's units) to the
@@ -259,6 +285,14 @@ impl Shared {
     }
 }
 
+/// A read's answer, and what it saw of the key's primary: which node it
+/// was (its identity's seed) and whether it held a tombstone (its CAS).
+pub(super) struct ResolvedRead {
+    pub(super) reply: Reply,
+    pub(super) primary: u64,
+    pub(super) primary_tombstone: Option<u64>,
+}
+
 thread_local! {
     /// Where the next read starts among the secondaries. Per thread: a
     /// shared counter would bounce between cores on every read.
@@ -304,10 +338,21 @@ impl Shared {
     /// to be stale (it missed a delete or an overwrite another client
     /// made): an `add` would fail on a deleted key, an `incr` count from
     /// an old value.
-    pub(super) async fn prime(&self, key: &memha_proto::Key) -> Result<(), Error> {
-        self.read_and_repair(MetaGet::full(key.clone()), None)
-            .await
-            .map(drop)
+    ///
+    /// Returns the seed of the node the read took as the primary. A
+    /// tombstone the primary holds (a recent delete) is removed, so the
+    /// operation decides on an absent key: `add` stores, `incr` finds nothing.
+    pub(super) async fn prime(&self, key: &memha_proto::Key) -> Result<u64, Error> {
+        let read = self.read_resolved(MetaGet::full(key.clone()), None).await?;
+        if let Some(cas) = read.primary_tombstone {
+            let members = self.members.snapshot();
+            if let Some(primary) = members.iter().find(|m| m.seed() == read.primary) {
+                let mut delete = MetaDelete::new(key.clone());
+                delete.compare_cas = Some(cas);
+                let _ = primary.call(Command::MetaDelete(delete)).await;
+            }
+        }
+        Ok(read.primary)
     }
 }
 

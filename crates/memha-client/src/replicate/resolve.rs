@@ -60,7 +60,8 @@ const TTL_SLACK_SECS: i64 = 2;
 
 /// Whether two copies are the same item (value, flags, TTL within slack).
 pub(crate) fn same(a: &Copy, b: &Copy) -> bool {
-    a.value == b.value
+    a.server_stale == b.server_stale
+        && a.value == b.value
         && a.flags == b.flags
         && (a.ttl == b.ttl || (a.ttl >= 0 && b.ttl >= 0 && (a.ttl - b.ttl).abs() <= TTL_SLACK_SECS))
 }
@@ -89,7 +90,12 @@ pub(crate) fn disagree<R: AsRef<NodeRead>>(reads: &[R]) -> bool {
 /// whether a stale marker names read `i`'s node.
 ///
 /// A copy known to be stale (marked, or flagged stale by the server) never
-/// wins and is never a repair source. Among the others, the primary's copy
+/// wins and is never a repair source. A copy the server flags stale on an
+/// unmarked node is a tombstone: the key was deleted there and no write
+/// reached it since (one would have replaced it, or named the node in a
+/// marker), so the key is absent, and no copy is written anywhere: the
+/// other nodes' copies are older (the delete is on its way to them) or
+/// newer (a write is on its way to this one). Otherwise the primary's copy
 /// wins; without it, the copy most nodes hold (ties go to the node ranked
 /// first). When no trusted node holds a copy, the answer is a miss and the
 /// marked copies are deleted. Nodes that failed are left alone.
@@ -102,6 +108,16 @@ pub(crate) fn resolve<R: AsRef<NodeRead>>(
         NodeRead::Hit(copy) if !copy.server_stale && !marked(i) => Some(copy),
         _ => None,
     };
+    let tombstone = (0..reads.len())
+        .any(|i| matches!(reads[i].as_ref(), NodeRead::Hit(c) if c.server_stale && !marked(i)));
+    if tombstone {
+        return Resolution {
+            winner: None,
+            repairs: Vec::new(),
+            diverged: disagree(reads),
+            stale_lost: 0,
+        };
+    }
     let winner = primary.filter(|&p| trusted_hit(p).is_some()).or_else(|| {
         (0..reads.len())
             .filter_map(|i| trusted_hit(i).map(|copy| (i, copy)))
@@ -269,6 +285,32 @@ mod tests {
         let r = resolve(&[NodeRead::Hit(copy), NodeRead::Miss], Some(0), unmarked);
         assert_eq!(r.winner, None);
         assert!(r.repairs.is_empty());
+    }
+
+    #[test]
+    fn a_tombstone_on_an_unmarked_node_means_deleted_and_nothing_is_copied() {
+        let NodeRead::Hit(mut tombstone) = hit("old", 6) else {
+            unreachable!()
+        };
+        tombstone.server_stale = true;
+        let reads = [
+            NodeRead::Hit(tombstone.clone()),
+            hit("old", 7),
+            NodeRead::Miss,
+        ];
+        let r = resolve(&reads, Some(1), unmarked);
+        assert_eq!(
+            (r.winner, r.repairs.len()),
+            (None, 0),
+            "a delete on its way"
+        );
+        // A tombstone on a node that missed a later write loses to it.
+        let r = resolve(&reads, Some(1), |i| i == 0);
+        assert_eq!(r.winner, Some(1));
+        assert_eq!(
+            r.repairs,
+            [(0, Repair::Overwrite { cas: 6 }), (2, Repair::Add)]
+        );
     }
 
     #[test]

@@ -37,9 +37,15 @@ impl Shared {
             .expect("an acknowledged write has a reply"))
     }
 
-    /// A delete: every writable node; deleted if any node had the key.
-    pub(super) async fn delete(&self, delete: MetaDelete) -> Result<Reply, Error> {
+    /// A delete: every writable node, leaving a tombstone (see
+    /// [`ReplicationConfig::tombstone`](super::ReplicationConfig::tombstone));
+    /// deleted if any node had the key.
+    pub(super) async fn delete(&self, mut delete: MetaDelete) -> Result<Reply, Error> {
         let key = delete.key.clone();
+        if !self.config.tombstone.is_zero() {
+            delete.invalidate = true;
+            delete.ttl = Some(tombstone_exptime(self.config.tombstone));
+        }
         let members = self.members.snapshot();
         let placement = Placement::of(&members, key.as_bytes());
         let targets = self.targets(&members, &placement, &key)?;
@@ -106,6 +112,20 @@ impl Shared {
                 key: &key,
                 copies: resolution.stale_lost,
             });
+        }
+        // The touch extended any tombstone it met: give it back its lifetime.
+        let tombstones: Vec<&Arc<Member>> = asked
+            .iter()
+            .filter(|a| matches!(&a.read, resolve::NodeRead::Hit(c) if c.server_stale))
+            .map(|a| a.member)
+            .collect();
+        if !tombstones.is_empty() && !self.config.tombstone.is_zero() {
+            let mut delete = MetaDelete::new(key.clone());
+            delete.invalidate = true;
+            delete.ttl = Some(tombstone_exptime(self.config.tombstone));
+            for member in tombstones {
+                let _ = member.call(Command::MetaDelete(delete.clone())).await;
+            }
         }
         // memcached reports the TTL from before the touch: the new one is the caller's.
         let exptime = caller.touch.unwrap_or(0);
@@ -239,6 +259,11 @@ impl Shared {
         }
         Err(error)
     }
+}
+
+/// A tombstone's lifetime in memcached's units: whole seconds, at least one.
+pub(super) fn tombstone_exptime(lifetime: Duration) -> i64 {
+    i64::try_from(lifetime.as_secs().max(1)).unwrap_or(i64::MAX)
 }
 
 /// The addresses of the nodes among `targets` that are Up now (made safe,

@@ -124,7 +124,9 @@ pub async fn read_lines(stream: &mut TcpStream, lines: usize) -> String {
     String::from_utf8(received).unwrap()
 }
 
-/// What a node holds for `key`, asked with a plain connection: (value, flags, ttl).
+/// What a node holds for `key`, asked with a plain connection: (value,
+/// flags, ttl). A tombstone (an item a delete marked stale: `X`) is no
+/// copy: `None`.
 pub fn on_node(addr: SocketAddr, key: &str) -> Option<(Vec<u8>, u32, i64)> {
     // `mn` ends the reply, so values holding "\r\n" are read whole.
     let reply = raw_roundtrip(
@@ -147,6 +149,7 @@ pub fn on_node(addr: SocketAddr, key: &str) -> Option<(Vec<u8>, u32, i64)> {
         match part.split_at(1) {
             ("f", v) => flags = v.parse().unwrap(),
             ("t", v) => ttl = v.parse().unwrap(),
+            ("X", _) => return None,
             _ => {}
         }
     }
