@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use memha_health::Observation;
-use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaSet, MetaStatus, Reply};
+use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaSet, MetaStatus, Reply, SetMode};
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::members::{Member, Placement};
@@ -48,9 +48,14 @@ impl Shared {
         // It decides from what it holds: first make it hold the current
         // copy. A node turning Up meanwhile may become the primary: prime
         // again, so the node that decides is the one primed.
+        let is_add = matches!(&command, Command::MetaSet(set) if set.mode == SetMode::Add);
         let mut attempts = 0;
         let (members, primary) = loop {
-            let primed = self.prime(&key).await?;
+            let primed = self.prime(&key, is_add).await?;
+            if primed.exists {
+                return Ok(super::write::meta_status(MetaStatus::NotStored));
+            }
+            let primed = primed.primary;
             let members = self.members.snapshot();
             let placement = Placement::of(&members, key.as_bytes());
             let Some(primary) = placement.primary().cloned() else {
@@ -62,15 +67,25 @@ impl Shared {
             }
         };
         let placement = Placement::of(&members, key.as_bytes());
-        let reply = match primary.call(command).await {
-            Ok(reply) => reply,
-            Err(error) => {
-                // It may have applied: it must not serve reads before it is made safe.
-                if !error.is_unsent() {
-                    primary.record_missed(&key);
-                    primary.health.record(Observation::ConnectionFailed);
+        let mut attempts = 0;
+        let reply = loop {
+            let reply = match primary.call(command.clone()).await {
+                Ok(reply) => reply,
+                Err(error) => {
+                    // It may have applied: it must not serve reads before it is made safe.
+                    if !error.is_unsent() {
+                        primary.record_missed(&key);
+                        primary.health.record(Observation::ConnectionFailed);
+                    }
+                    return Err(error);
                 }
-                return Err(error);
+            };
+            // An add refused by a tombstone (a delete that landed after the
+            // priming): the key is absent, so remove it and add again.
+            let refused = matches!(&reply, Reply::Meta(m) if m.status == MetaStatus::NotStored);
+            attempts += 1;
+            if !(is_add && refused && attempts < 3 && self.remove_tombstone(&key, &primary).await) {
+                break reply;
             }
         };
         let applied = matches!(&reply, Reply::Meta(m) if matches!(m.status, MetaStatus::Stored | MetaStatus::Value));
@@ -78,6 +93,24 @@ impl Shared {
             self.propagate(&key, &primary, &placement).await?;
         }
         Ok(reply)
+    }
+
+    /// Removes the tombstone `member` holds for `key`, if it holds one
+    /// (CAS-guarded). Returns whether it did.
+    async fn remove_tombstone(&self, key: &Key, member: &Member) -> bool {
+        let mut get = MetaGet::new(key.clone());
+        get.cas = true;
+        let cas = match member.call(Command::MetaGet(get)).await {
+            Ok(Reply::Meta(meta)) if meta.flags.stale => meta.flags.cas,
+            _ => None,
+        };
+        let Some(cas) = cas else { return false };
+        let mut delete = MetaDelete::new(key.clone());
+        delete.compare_cas = Some(cas);
+        matches!(
+            member.call(Command::MetaDelete(delete)).await,
+            Ok(Reply::Meta(meta)) if meta.status == MetaStatus::Stored
+        )
     }
 
     /// Copies what the primary holds for `key` to every other writable

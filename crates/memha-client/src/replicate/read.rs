@@ -118,17 +118,14 @@ impl Shared {
         }
 
         let primary_index = asked.iter().position(|a| Arc::ptr_eq(a.member, primary));
-        let primary_tombstone = primary_index.and_then(|i| match &asked[i].read {
-            NodeRead::Hit(copy) if copy.server_stale => Some(copy.cas),
-            _ => None,
-        });
+        let resolution =
+            resolve::resolve(&asked, primary_index, |i| marked.contains(asked[i].member));
+        let primary_needs = primary_needs(&asked, primary_index, &resolution);
         let resolved = |reply| ResolvedRead {
             reply,
             primary: primary.seed(),
-            primary_tombstone,
+            primary_needs,
         };
-        let resolution =
-            resolve::resolve(&asked, primary_index, |i| marked.contains(asked[i].member));
         if resolution.diverged {
             self.counters.record(Event::Diverged { key: &caller.key });
         }
@@ -286,11 +283,44 @@ impl Shared {
 }
 
 /// A read's answer, and what it saw of the key's primary: which node it
-/// was (its identity's seed) and whether it held a tombstone (its CAS).
+/// was (its identity's seed) and what it needs to hold the answer, when
+/// the read's own repairs left it out.
 pub(super) struct ResolvedRead {
     pub(super) reply: Reply,
     pub(super) primary: u64,
-    pub(super) primary_tombstone: Option<u64>,
+    pub(super) primary_needs: Option<Repair>,
+}
+
+/// What priming found: the primary's seed, and whether an `add` must be
+/// refused without writing.
+pub(super) struct Primed {
+    pub(super) primary: u64,
+    pub(super) exists: bool,
+}
+
+/// What the primary needs to hold a read's answer that the read's repairs
+/// do not give it: they write nothing while a tombstone is seen.
+fn primary_needs(
+    asked: &[Asked<'_>],
+    primary: Option<usize>,
+    resolution: &resolve::Resolution,
+) -> Option<Repair> {
+    let p = primary?;
+    if resolution.repairs.iter().any(|&(i, _)| i == p) {
+        return None;
+    }
+    let best = resolution.winner.and_then(|w| match &asked[w].read {
+        NodeRead::Hit(best) => Some(best),
+        _ => None,
+    });
+    match (&asked[p].read, best) {
+        (NodeRead::Miss, Some(_)) => Some(Repair::Add),
+        (NodeRead::Hit(copy), Some(best)) if !resolve::same(copy, best) => {
+            Some(Repair::Overwrite { cas: copy.cas })
+        }
+        (NodeRead::Hit(copy), None) if copy.server_stale => Some(Repair::Delete { cas: copy.cas }),
+        _ => None,
+    }
 }
 
 thread_local! {
@@ -339,20 +369,70 @@ impl Shared {
     /// made): an `add` would fail on a deleted key, an `incr` count from
     /// an old value.
     ///
-    /// Returns the seed of the node the read took as the primary. A
-    /// tombstone the primary holds (a recent delete) is removed, so the
-    /// operation decides on an absent key: `add` stores, `incr` finds nothing.
-    pub(super) async fn prime(&self, key: &memha_proto::Key) -> Result<u64, Error> {
-        let read = self.read_resolved(MetaGet::full(key.clone()), None).await?;
-        if let Some(cas) = read.primary_tombstone {
-            let members = self.members.snapshot();
-            if let Some(primary) = members.iter().find(|m| m.seed() == read.primary) {
+    /// Returns the seed of the node the read took as the primary. The read
+    /// writes nothing while it sees a tombstone (a delete may be on its
+    /// way); the primary alone is then made to hold the answer: the live
+    /// copy (CAS-guarded over a tombstone, added where it missed) or
+    /// nothing (its tombstone removed), so `add` decides right and `incr`
+    /// counts from the live value.
+    ///
+    /// For an `add` (`for_add`), a tombstone on the primary beside a live
+    /// copy elsewhere is left alone (a delete may be on its way to that
+    /// copy): the key exists for now, and the add is refused without
+    /// writing (`Primed::exists`).
+    pub(super) async fn prime(
+        &self,
+        key: &memha_proto::Key,
+        for_add: bool,
+    ) -> Result<Primed, Error> {
+        let caller = MetaGet::full(key.clone());
+        let read = self.read_resolved(caller.clone(), None).await?;
+        let primed = Primed {
+            primary: read.primary,
+            exists: false,
+        };
+        let Some(needs) = read.primary_needs else {
+            return Ok(primed);
+        };
+        if for_add && matches!(needs, Repair::Overwrite { .. }) {
+            return Ok(Primed {
+                exists: true,
+                ..primed
+            });
+        }
+        let members = self.members.snapshot();
+        let Some(primary) = members.iter().find(|m| m.seed() == read.primary) else {
+            return Ok(primed);
+        };
+        let command = match (needs, &read.reply) {
+            (Repair::Delete { cas }, _) => {
                 let mut delete = MetaDelete::new(key.clone());
                 delete.compare_cas = Some(cas);
-                let _ = primary.call(Command::MetaDelete(delete)).await;
+                Command::MetaDelete(delete)
+            }
+            (repair, Reply::Meta(answer)) if answer.status == MetaStatus::Value => {
+                let copy = Copy {
+                    value: answer.value.clone().unwrap_or_default(),
+                    flags: answer.flags.client_flags.unwrap_or(0),
+                    ttl: answer.flags.ttl.unwrap_or(-1),
+                    cas: 0,
+                    server_stale: false,
+                };
+                let exptime = Ttl::from_remaining(copy.ttl).exptime();
+                repair_command(&caller, &copy, exptime, repair)
+            }
+            _ => return Ok(primed),
+        };
+        if let Ok(Reply::Meta(meta)) = primary.call(command).await {
+            if meta.status == MetaStatus::Stored {
+                self.counters.record(Event::Repaired {
+                    node: &primary.id,
+                    key,
+                    why: "primary",
+                });
             }
         }
-        Ok(read.primary)
+        Ok(primed)
     }
 }
 

@@ -90,15 +90,18 @@ pub(crate) fn disagree<R: AsRef<NodeRead>>(reads: &[R]) -> bool {
 /// whether a stale marker names read `i`'s node.
 ///
 /// A copy known to be stale (marked, or flagged stale by the server) never
-/// wins and is never a repair source. A copy the server flags stale on an
-/// unmarked node is a tombstone: the key was deleted there and no write
-/// reached it since (one would have replaced it, or named the node in a
-/// marker), so the key is absent, and no copy is written anywhere: the
-/// other nodes' copies are older (the delete is on its way to them) or
-/// newer (a write is on its way to this one). Otherwise the primary's copy
+/// wins and is never a repair source. Among the others, the primary's copy
 /// wins; without it, the copy most nodes hold (ties go to the node ranked
 /// first). When no trusted node holds a copy, the answer is a miss and the
 /// marked copies are deleted. Nodes that failed are left alone.
+///
+/// A copy the server flags stale on an unmarked node is a tombstone: a
+/// delete reached that node. While one is seen, a delete may be on its way
+/// to the other nodes, so nothing is written but the deletion of marked
+/// copies: an add onto a node the delete already passed (a tombstone, or a
+/// node that lacked the key, where a delete leaves nothing) would bring the
+/// key back after the delete. The tombstone expires by itself; a later read
+/// repairs what is left to repair.
 pub(crate) fn resolve<R: AsRef<NodeRead>>(
     reads: &[R],
     primary: Option<usize>,
@@ -110,14 +113,6 @@ pub(crate) fn resolve<R: AsRef<NodeRead>>(
     };
     let tombstone = (0..reads.len())
         .any(|i| matches!(reads[i].as_ref(), NodeRead::Hit(c) if c.server_stale && !marked(i)));
-    if tombstone {
-        return Resolution {
-            winner: None,
-            repairs: Vec::new(),
-            diverged: disagree(reads),
-            stale_lost: 0,
-        };
-    }
     let winner = primary.filter(|&p| trusted_hit(p).is_some()).or_else(|| {
         (0..reads.len())
             .filter_map(|i| trusted_hit(i).map(|copy| (i, copy)))
@@ -154,6 +149,7 @@ pub(crate) fn resolve<R: AsRef<NodeRead>>(
         .iter()
         .enumerate()
         .filter_map(|(i, read)| match read.as_ref() {
+            _ if tombstone && !marked(i) => None,
             NodeRead::Miss => Some((i, Repair::Add)),
             NodeRead::Hit(copy) if !same(copy, best) => {
                 diverged = true;
@@ -288,7 +284,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tombstone_on_an_unmarked_node_means_deleted_and_nothing_is_copied() {
+    fn while_a_tombstone_is_seen_nothing_is_copied() {
         let NodeRead::Hit(mut tombstone) = hit("old", 6) else {
             unreachable!()
         };
@@ -298,19 +294,23 @@ mod tests {
             hit("old", 7),
             NodeRead::Miss,
         ];
-        let r = resolve(&reads, Some(1), unmarked);
-        assert_eq!(
-            (r.winner, r.repairs.len()),
-            (None, 0),
-            "a delete on its way"
-        );
-        // A tombstone on a node that missed a later write loses to it.
+        // A delete on its way (or a late one): answer the live copy, copy it nowhere.
+        let r = resolve(&reads, Some(0), unmarked);
+        assert_eq!((r.winner, r.repairs.len()), (Some(1), 0));
+        // A tombstone on a node that missed a later write is only stale.
         let r = resolve(&reads, Some(1), |i| i == 0);
         assert_eq!(r.winner, Some(1));
         assert_eq!(
             r.repairs,
             [(0, Repair::Overwrite { cas: 6 }), (2, Repair::Add)]
         );
+        // Only tombstones and misses: deleted.
+        let r = resolve(
+            &[NodeRead::Hit(tombstone), NodeRead::Miss],
+            Some(0),
+            unmarked,
+        );
+        assert_eq!((r.winner, r.repairs.len()), (None, 0));
     }
 
     #[test]

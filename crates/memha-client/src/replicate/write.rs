@@ -113,18 +113,19 @@ impl Shared {
                 copies: resolution.stale_lost,
             });
         }
-        // The touch extended any tombstone it met: give it back its lifetime.
-        let tombstones: Vec<&Arc<Member>> = asked
-            .iter()
-            .filter(|a| matches!(&a.read, resolve::NodeRead::Hit(c) if c.server_stale))
-            .map(|a| a.member)
-            .collect();
-        if !tombstones.is_empty() && !self.config.tombstone.is_zero() {
-            let mut delete = MetaDelete::new(key.clone());
-            delete.invalidate = true;
-            delete.ttl = Some(tombstone_exptime(self.config.tombstone));
-            for member in tombstones {
-                let _ = member.call(Command::MetaDelete(delete.clone())).await;
+        // The touch extended any tombstone it met: give it back its
+        // lifetime, CAS-guarded (a write may have replaced it since).
+        if !self.config.tombstone.is_zero() {
+            for a in &asked {
+                if let resolve::NodeRead::Hit(copy) = &a.read {
+                    if copy.server_stale {
+                        let mut delete = MetaDelete::new(key.clone());
+                        delete.invalidate = true;
+                        delete.ttl = Some(tombstone_exptime(self.config.tombstone));
+                        delete.compare_cas = Some(copy.cas);
+                        let _ = a.member.call(Command::MetaDelete(delete)).await;
+                    }
+                }
             }
         }
         // memcached reports the TTL from before the touch: the new one is the caller's.
