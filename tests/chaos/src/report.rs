@@ -47,9 +47,10 @@ impl Report {
     }
 
     /// The replication counters summed over the clients: repairs,
-    /// divergences, miss failovers, partial writes, invalidated keys, flushes.
-    pub fn summed(&self) -> [u64; 6] {
-        self.stats.iter().fold([0; 6], |sum, s| {
+    /// divergences, miss failovers, partial writes, invalidated keys,
+    /// flushes, stale markers written, copies that lost to a marker.
+    pub fn summed(&self) -> [u64; 8] {
+        self.stats.iter().fold([0; 8], |sum, s| {
             [
                 sum[0] + s.repairs,
                 sum[1] + s.divergences,
@@ -57,6 +58,8 @@ impl Report {
                 sum[3] + s.partial_writes,
                 sum[4] + s.invalidated,
                 sum[5] + s.flushes,
+                sum[6] + s.stale_marks,
+                sum[7] + s.stale_copies,
             ]
         })
     }
@@ -240,10 +243,11 @@ impl fmt::Display for Report {
             anchor_changes,
             ms(self.all_up_after)
         )?;
-        let [repairs, divergences, failovers, partial, invalidated, flushes] = self.summed();
+        let [repairs, divergences, failovers, partial, invalidated, flushes, marks, stale] =
+            self.summed();
         writeln!(
             f,
-            "{}: repairs {repairs}, divergences {divergences}, miss failovers {failovers}, partial writes {partial}, invalidated {invalidated}, flushes {flushes}",
+            "{}: repairs {repairs}, divergences {divergences}, miss failovers {failovers}, partial writes {partial}, invalidated {invalidated}, flushes {flushes}, stale markers {marks}, stale copies lost {stale}",
             if c.clients > 1 {
                 format!("clients (summed over {})", self.stats.len())
             } else {

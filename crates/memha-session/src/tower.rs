@@ -1,0 +1,195 @@
+//! The tower-sessions store.
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use memha_client::{Client, Ttl};
+use tower_sessions_core::session::{Id, Record};
+use tower_sessions_core::session_store::{self, SessionStore};
+
+use crate::{decode, encode, Backend, Error};
+
+/// A [tower-sessions](https://docs.rs/tower-sessions) 0.15 session store
+/// over memha: each session [`Record`] is MessagePack under
+/// `<prefix><id>` on every healthy node (cargo feature `tower-sessions`).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use memha_client::Client;
+/// use memha_session::TowerSessionStore;
+/// use tower_sessions::SessionManagerLayer;
+///
+/// let client = Client::builder()
+///     .nodes(["10.0.0.1:11211".parse()?, "10.0.0.2:11211".parse()?])
+///     .build()
+///     .await?;
+/// let store = TowerSessionStore::new(client).with_prefix("myapp:session:");
+/// let layer = SessionManagerLayer::new(store); // .layer(...) on your router
+/// # drop(layer);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// See the [crate documentation](crate) for ids, expiry and errors.
+#[derive(Debug, Clone)]
+pub struct TowerSessionStore {
+    backend: Backend,
+}
+
+impl TowerSessionStore {
+    /// A store over `client`, under the prefix [`DEFAULT_PREFIX`](crate::DEFAULT_PREFIX).
+    pub fn new(client: Client) -> TowerSessionStore {
+        TowerSessionStore {
+            backend: Backend::new(client),
+        }
+    }
+
+    /// Keeps sessions under `prefix` followed by the session id. With the
+    /// id (22 characters), the key must stay a valid memcached key: at most
+    /// 250 bytes, no whitespace or control characters.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> TowerSessionStore {
+        self.backend.prefix = prefix.into();
+        self
+    }
+
+    /// How many random ids [`create`](SessionStore::create) tries before
+    /// failing with [`Error::IdCollision`] (at least 1; default
+    /// [`DEFAULT_CREATE_ATTEMPTS`](crate::DEFAULT_CREATE_ATTEMPTS)).
+    pub fn with_create_attempts(mut self, attempts: u32) -> TowerSessionStore {
+        self.backend.create_attempts = attempts.max(1);
+        self
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.backend.prefix
+    }
+
+    /// The memcached key of session `id`.
+    pub fn key(&self, id: &Id) -> String {
+        self.backend.key(&id.to_string())
+    }
+
+    /// The client the store uses.
+    pub fn client(&self) -> &Client {
+        &self.backend.client
+    }
+
+    /// Creates the session, drawing a new id for `record` while its id is
+    /// taken.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IdCollision`] when every attempt found its id taken, and
+    /// the errors of [`save_record`](Self::save_record).
+    pub async fn create_record(&self, record: &mut Record) -> Result<(), Error> {
+        let ttl = ttl_of(record);
+        let mut value = encode_record(record)?;
+        if crate::is_expired(ttl) {
+            // Already over: nothing to keep, but the session has an id.
+            return Ok(());
+        }
+        for attempt in 1..=self.backend.create_attempts {
+            if self
+                .backend
+                .add(&record.id.to_string(), value.clone(), ttl)
+                .await?
+            {
+                return Ok(());
+            }
+            if attempt < self.backend.create_attempts {
+                record.id = Id::default();
+                value = encode_record(record)?;
+            }
+        }
+        Err(Error::IdCollision {
+            attempts: self.backend.create_attempts,
+        })
+    }
+
+    /// Writes the session, or deletes it if its expiry has passed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] over the client's value limit, [`Error::Encode`]
+    /// for data MessagePack cannot hold, [`Error::Backend`] when memcached
+    /// fails.
+    pub async fn save_record(&self, record: &Record) -> Result<(), Error> {
+        let value = encode_record(record)?;
+        self.backend
+            .set(&record.id.to_string(), value, ttl_of(record))
+            .await
+    }
+
+    /// The session `id`: `None` if it is missing or expired.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when the stored value is not a record of session
+    /// `id`, [`Error::Backend`] when memcached fails.
+    pub async fn load_record(&self, id: &Id) -> Result<Option<Record>, Error> {
+        let Some(value) = self.backend.get(&id.to_string()).await? else {
+            return Ok(None);
+        };
+        let record: Record = decode(&value)?;
+        if record.id != *id {
+            return Err(Error::Decode(
+                format!("the record under session {id} is for another session").into(),
+            ));
+        }
+        if SystemTime::from(record.expiry_date) <= SystemTime::now() {
+            return Ok(None);
+        }
+        Ok(Some(record))
+    }
+
+    /// Deletes the session `id`; deleting a missing session succeeds.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when memcached fails.
+    pub async fn delete_record(&self, id: &Id) -> Result<(), Error> {
+        self.backend.delete(&id.to_string()).await
+    }
+}
+
+/// The record's expiry as memcached's expiration (relative up to 30 days,
+/// absolute beyond, through [`Ttl`]).
+fn ttl_of(record: &Record) -> Ttl {
+    Ttl::At(SystemTime::from(record.expiry_date))
+}
+
+fn encode_record(record: &Record) -> Result<bytes::Bytes, Error> {
+    encode(record)
+}
+
+impl From<Error> for session_store::Error {
+    fn from(err: Error) -> session_store::Error {
+        match err {
+            Error::Encode(_) | Error::TooLarge { .. } => session_store::Error::Encode(err.chain()),
+            Error::Decode(_) => session_store::Error::Decode(err.chain()),
+            Error::Backend(_) | Error::IdCollision { .. } => {
+                session_store::Error::Backend(err.chain())
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for TowerSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        Ok(self.create_record(record).await?)
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        Ok(self.save_record(record).await?)
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        Ok(self.load_record(id).await?)
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        Ok(self.delete_record(id).await?)
+    }
+}
