@@ -1385,7 +1385,10 @@ mod tests {
         ];
         // The second delete found the first one's tombstone: counted, not a violation.
         let findings = run(&h);
-        assert_eq!(kinds(&findings), [Kind::MissedLiveValue, Kind::PhantomValue]);
+        assert_eq!(
+            kinds(&findings),
+            [Kind::MissedLiveValue, Kind::PhantomValue]
+        );
         assert_eq!(findings.stale_deletes, 1);
     }
 

@@ -90,21 +90,27 @@ impl Shared {
         };
         let applied = matches!(&reply, Reply::Meta(m) if matches!(m.status, MetaStatus::Stored | MetaStatus::Value));
         if applied {
-            self.propagate(&key, &primary, &placement).await?;
+            self.propagate(&key, &primary, &placement, is_add).await?;
         }
         Ok(reply)
+    }
+
+    /// The CAS of the tombstone `member` holds for `key`, if it holds one.
+    async fn tombstone_cas(&self, key: &Key, member: &Member) -> Option<u64> {
+        let mut get = MetaGet::new(key.clone());
+        get.cas = true;
+        match member.call(Command::MetaGet(get)).await {
+            Ok(Reply::Meta(meta)) if meta.flags.stale => meta.flags.cas,
+            _ => None,
+        }
     }
 
     /// Removes the tombstone `member` holds for `key`, if it holds one
     /// (CAS-guarded). Returns whether it did.
     async fn remove_tombstone(&self, key: &Key, member: &Member) -> bool {
-        let mut get = MetaGet::new(key.clone());
-        get.cas = true;
-        let cas = match member.call(Command::MetaGet(get)).await {
-            Ok(Reply::Meta(meta)) if meta.flags.stale => meta.flags.cas,
-            _ => None,
+        let Some(cas) = self.tombstone_cas(key, member).await else {
+            return false;
         };
-        let Some(cas) = cas else { return false };
         let mut delete = MetaDelete::new(key.clone());
         delete.compare_cas = Some(cas);
         matches!(
@@ -115,11 +121,17 @@ impl Shared {
 
     /// Copies what the primary holds for `key` to every other writable
     /// node, accounting for the nodes that miss it like any write.
+    ///
+    /// After an `add` the copy is added (`ME`) too: the key was absent
+    /// everywhere, so a node that holds it now got a newer write (a set
+    /// racing the add, or the tombstone of a racing delete), which must
+    /// not be overwritten with the older value.
     async fn propagate(
         &self,
         key: &Key,
         primary: &Arc<Member>,
         placement: &Placement<'_>,
+        after_add: bool,
     ) -> Result<(), Error> {
         let mut targets = placement.writable_and_absent(key);
         targets.writable.retain(|m| !Arc::ptr_eq(m, primary));
@@ -129,6 +141,9 @@ impl Shared {
         let copy = match primary.call(MetaGet::full(key.clone()).into()).await {
             Ok(Reply::Meta(meta)) if meta.status == MetaStatus::Value => {
                 let mut set = MetaSet::new(key.clone(), meta.value.unwrap_or_default());
+                if after_add {
+                    set.mode = SetMode::Add;
+                }
                 set.client_flags = meta.flags.client_flags;
                 set.ttl = Some(Ttl::from_remaining(meta.flags.ttl.unwrap_or(-1)).exptime());
                 Command::MetaSet(set)
@@ -151,8 +166,32 @@ impl Shared {
             let absent: Vec<&Arc<Member>> = targets.absent.clone();
             return self.mark_stale(key, &absent, &[primary]).await;
         }
-        self.write_accounted(key, &copy, &targets, Some(primary))
-            .await
-            .map(drop)
+        let gathered = self
+            .write_accounted(key, &copy, &targets, Some(primary))
+            .await?;
+        if let Command::MetaSet(set) = &copy {
+            if set.mode == SetMode::Add {
+                // Refused where the node holds the key: keep a live copy
+                // (a newer write), replace a tombstone (an older delete).
+                for (member, answer) in &gathered.answers {
+                    if matches!(answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::NotStored) {
+                        self.replace_tombstone(key, member, set).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `set` over the tombstone `member` holds for `key`, if it
+    /// holds one (CAS-guarded).
+    async fn replace_tombstone(&self, key: &Key, member: &Member, set: &MetaSet) {
+        let Some(cas) = self.tombstone_cas(key, member).await else {
+            return;
+        };
+        let mut overwrite = set.clone();
+        overwrite.mode = SetMode::Set;
+        overwrite.compare_cas = Some(cas);
+        let _ = member.call(Command::MetaSet(overwrite)).await;
     }
 }
