@@ -39,11 +39,13 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod cluster;
+mod example;
 mod proxy;
 mod raw;
 
 pub use cluster::{
     memcached_binary, ClusterBuilder, HarnessError, MemcachedCluster, MemcachedNode,
 };
+pub use example::example_nodes;
 pub use proxy::{FaultProxy, ProxyMode};
 pub use raw::raw_roundtrip;

@@ -17,11 +17,9 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use memha_client::{Client, DeleteOutcome, Error, StoreOutcome, Ttl};
-use memha_tests::MemcachedCluster;
 
 /// A session: who it belongs to, and what the application keeps in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,36 +130,10 @@ fn new_id() -> String {
     format!("{:016x}{:016x}", half(), half())
 }
 
-/// Node addresses from the command line, else `MEMHA_NODES` (comma separated).
-fn configured_nodes() -> Result<Vec<SocketAddr>, String> {
-    let mut given: Vec<String> = std::env::args().skip(1).collect();
-    if given.is_empty() {
-        if let Ok(list) = std::env::var("MEMHA_NODES") {
-            given = list.split(',').map(|a| a.trim().to_owned()).collect();
-        }
-    }
-    given
-        .iter()
-        .filter(|addr| !addr.is_empty())
-        .map(|addr| {
-            addr.parse()
-                .map_err(|err| format!("bad node address {addr:?}: {err}"))
-        })
-        .collect()
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut nodes = configured_nodes()?;
     // Without addresses, start local nodes; they stop with the program.
-    let local = if nodes.is_empty() {
-        let cluster = MemcachedCluster::start(3)?;
-        nodes = cluster.addrs();
-        println!("started 3 local memcached nodes: {nodes:?}");
-        Some(cluster)
-    } else {
-        None
-    };
+    let (nodes, local) = memha_tests::example_nodes(3)?;
 
     let client = Client::builder()
         .nodes(nodes)

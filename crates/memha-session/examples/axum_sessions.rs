@@ -21,7 +21,6 @@
 //! Every session is written to every healthy node: kill one of them and
 //! you stay logged in.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -29,7 +28,6 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use memha_client::Client;
 use memha_session::TowerSessionStore;
-use memha_tests::MemcachedCluster;
 use tower_sessions::cookie::time;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
 
@@ -103,36 +101,10 @@ async fn logout(session: Session) -> Result<&'static str, StatusCode> {
     Ok("logged out\n")
 }
 
-/// Node addresses from the command line, else `MEMHA_NODES` (comma separated).
-fn configured_nodes() -> Result<Vec<SocketAddr>, String> {
-    let mut given: Vec<String> = std::env::args().skip(1).collect();
-    if given.is_empty() {
-        if let Ok(list) = std::env::var("MEMHA_NODES") {
-            given = list.split(',').map(|a| a.trim().to_owned()).collect();
-        }
-    }
-    given
-        .iter()
-        .filter(|addr| !addr.is_empty())
-        .map(|addr| {
-            addr.parse()
-                .map_err(|err| format!("bad node address {addr:?}: {err}"))
-        })
-        .collect()
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut nodes = configured_nodes()?;
     // Without addresses, start local nodes; they stop with the program.
-    let _local = if nodes.is_empty() {
-        let cluster = MemcachedCluster::start(3)?;
-        nodes = cluster.addrs();
-        println!("started 3 local memcached nodes: {nodes:?}");
-        Some(cluster)
-    } else {
-        None
-    };
+    let (nodes, _local) = memha_tests::example_nodes(3)?;
 
     let client = Client::builder()
         .nodes(nodes)

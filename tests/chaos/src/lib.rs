@@ -368,34 +368,10 @@ async fn run_counting(config: ChaosConfig) -> Result<Report, String> {
     // Shared keys are read by task 0.
     keys.extend(shared.iter().map(|key| (0, key.clone())));
     let verifier = |client: usize| multi.then_some(client);
-    for (task, key) in &keys {
-        records.push(
-            workload::call(
-                &clients[0],
-                (*task, verifier(0)),
-                key.clone(),
-                Op::Get,
-                clock,
-                Phase::Verify,
-            )
-            .await,
-        );
-    }
+    read_every_key(&clients[0], verifier(0), &keys, clock, &mut records).await;
     let copies_after_one_read = fetch_copies(&cluster, &keys).await?;
     for (index, client) in clients.iter().enumerate().skip(1) {
-        for (task, key) in &keys {
-            records.push(
-                workload::call(
-                    client,
-                    (*task, verifier(index)),
-                    key.clone(),
-                    Op::Get,
-                    clock,
-                    Phase::Verify,
-                )
-                .await,
-            );
-        }
+        read_every_key(client, verifier(index), &keys, clock, &mut records).await;
     }
     let full_reader = builder(&proxy_addrs[0], multi)
         .timeout(config.node_timeout)
@@ -404,19 +380,7 @@ async fn run_counting(config: ChaosConfig) -> Result<Report, String> {
         .build()
         .await
         .map_err(|e| format!("building the verification client: {e}"))?;
-    for (task, key) in &keys {
-        records.push(
-            workload::call(
-                &full_reader,
-                (*task, verifier(0)),
-                key.clone(),
-                Op::Get,
-                clock,
-                Phase::Verify,
-            )
-            .await,
-        );
-    }
+    read_every_key(&full_reader, verifier(0), &keys, clock, &mut records).await;
     let copies_after_full_read = fetch_copies(&cluster, &keys).await?;
     let mut health = Vec::new();
     for (stop, task) in recorders {
@@ -543,6 +507,29 @@ async fn all_up(
 }
 
 /// What every node holds for every key, asked directly.
+/// The verification reads: every key once through `client`, recorded.
+async fn read_every_key(
+    client: &Client,
+    verifier: Option<usize>,
+    keys: &[(usize, String)],
+    clock: Clock,
+    records: &mut Vec<history::Record>,
+) {
+    for (task, key) in keys {
+        records.push(
+            workload::call(
+                client,
+                (*task, verifier),
+                key.clone(),
+                Op::Get,
+                clock,
+                Phase::Verify,
+            )
+            .await,
+        );
+    }
+}
+
 async fn fetch_copies(
     cluster: &Arc<MemcachedCluster>,
     keys: &[(usize, String)],

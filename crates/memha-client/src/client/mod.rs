@@ -280,6 +280,12 @@ impl Client {
     }
 
     /// Deletes the item.
+    ///
+    /// Over a cluster the item is marked stale on every node for
+    /// [`ReplicationConfig::tombstone`](crate::ReplicationConfig::tombstone)
+    /// (a tombstone) rather than removed at once: memha reads it as absent,
+    /// and a second delete within that time reports
+    /// [`DeleteOutcome::Deleted`] again.
     pub async fn delete(&self, key: impl IntoKey) -> Result<DeleteOutcome, Error> {
         let delete = MetaDelete::new(key.into_key()?);
         outcome::delete(self.send(Command::MetaDelete(delete)).await?)
