@@ -47,7 +47,7 @@ impl Shared {
         let _serialised = self.key_locks.lock(&key, self.probe_timeout).await?;
         // It decides from what it holds: first make it hold the current
         // copy. A node turning Up meanwhile may become the primary: prime
-        // again, so the node that decides is the one primed.
+        // once more, so the node that decides is the one primed.
         let is_add = matches!(&command, Command::MetaSet(set) if set.mode == SetMode::Add);
         let mut attempts = 0;
         let (members, primary) = loop {
@@ -61,9 +61,17 @@ impl Shared {
             let Some(primary) = placement.primary().cloned() else {
                 return Err(self.no_nodes(&members));
             };
-            attempts += 1;
-            if primary.seed() == primed || attempts == 3 {
+            if primary.seed() == primed {
                 break (members, primary);
+            }
+            // Deciding on a node that was not primed could decide on a copy
+            // it lacks (say it restarted empty): fail safely instead.
+            attempts += 1;
+            if attempts == 2 {
+                return Err(Error::new(ErrorKind::NodeDown).with_detail(format!(
+                    "the primary of the key changed while it was primed (now {}): retry",
+                    primary.id
+                )));
             }
         };
         let placement = Placement::of(&members, key.as_bytes());
