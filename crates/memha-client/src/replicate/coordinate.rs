@@ -55,17 +55,19 @@ impl Shared {
             if primed.exists {
                 return Ok(super::write::meta_status(MetaStatus::NotStored));
             }
-            let primed = primed.primary;
             let members = self.members.snapshot();
             let placement = Placement::of(&members, key.as_bytes());
             let Some(primary) = placement.primary().cloned() else {
                 return Err(self.no_nodes(&members));
             };
-            if primary.seed() == primed {
+            if primary.seed() == primed.primary
+                && primary.health.transition_count() == primed.primary_transitions
+            {
                 break (members, primary);
             }
-            // Deciding on a node that was not primed could decide on a copy
-            // it lacks (say it restarted empty): fail safely instead.
+            // Deciding on a node that was not primed, or that changed state
+            // since (say it restarted empty), could decide on a copy it
+            // lacks: prime again, then fail safely.
             attempts += 1;
             if attempts == 2 {
                 return Err(Error::new(ErrorKind::NodeDown).with_detail(format!(

@@ -85,6 +85,7 @@ impl Shared {
         let Some(&primary) = up.first() else {
             return Err(self.no_nodes(&members));
         };
+        let primary_transitions = primary.health.transition_count();
         let wanted = self.config.read_count(up.len());
         rotate_secondaries(&mut up);
         let wanted = catching_up_first(&mut up, wanted, self.config.catch_up_window);
@@ -124,6 +125,7 @@ impl Shared {
         let resolved = |reply| ResolvedRead {
             reply,
             primary: primary.seed(),
+            primary_transitions,
             primary_needs,
         };
         if resolution.diverged {
@@ -288,13 +290,17 @@ impl Shared {
 pub(super) struct ResolvedRead {
     pub(super) reply: Reply,
     pub(super) primary: u64,
+    /// The primary's health transitions when the read began: a restart
+    /// noticed since means its answer may no longer hold.
+    pub(super) primary_transitions: u64,
     pub(super) primary_needs: Option<Repair>,
 }
 
-/// What priming found: the primary's seed, and whether an `add` must be
-/// refused without writing.
+/// What priming found: the primary's seed and health transitions when
+/// priming began, and whether an `add` must be refused without writing.
 pub(super) struct Primed {
     pub(super) primary: u64,
+    pub(super) primary_transitions: u64,
     pub(super) exists: bool,
 }
 
@@ -387,10 +393,18 @@ impl Shared {
     ) -> Result<Primed, Error> {
         let caller = MetaGet::full(key.clone());
         let read = self.read_resolved(caller.clone(), None).await?;
+        // A live copy was read during the call: an add is refused at once.
+        // Asking the primary instead could find it emptied by a restart
+        // since it answered.
+        let live = matches!(&read.reply, Reply::Meta(m) if m.status == MetaStatus::Value);
         let primed = Primed {
             primary: read.primary,
-            exists: false,
+            primary_transitions: read.primary_transitions,
+            exists: for_add && live,
         };
+        if primed.exists {
+            return Ok(primed);
+        }
         let Some(needs) = read.primary_needs else {
             return Ok(primed);
         };
