@@ -246,8 +246,9 @@ async fn no_resurrection(wait_for_down_first: bool) {
         // Probes time out: nothing written from now on reaches the node.
         wait_state(&client, paused, NodeState::Down).await;
     }
-    // A write sent to the paused node fails and is not acknowledged; it is
-    // retried until acknowledged (the node is Down by then).
+    // A majority acknowledges the writes (the frozen node is recorded as
+    // missing them); under `AckPolicy::All` they would be retried until
+    // the node is Down.
     common::eventually(Duration::from_secs(10), || client.delete("gone"))
         .await
         .unwrap();
@@ -270,7 +271,13 @@ async fn no_resurrection(wait_for_down_first: bool) {
         assert_eq!(changed.value, "new");
     }
     let stats = client.cluster().unwrap().stats();
-    assert!(stats.invalidated >= 2, "{stats:?}");
+    if wait_for_down_first {
+        assert!(stats.invalidated >= 2, "{stats:?}");
+    }
+    // Otherwise a majority acknowledged both writes while the node was
+    // frozen (it was recorded as missing them); it may apply them once
+    // resumed, or be seen Down and have them invalidated: either way it
+    // holds no old data, as checked above.
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -694,7 +701,8 @@ async fn promise_2_a_restart_seen_late_does_not_excuse_missed_writes() {
 
     // Cut off, it misses v3 for good; back, it is found "restarted".
     proxies[0].set_mode(ProxyMode::Drop);
-    assert!(client.set(key.as_str(), "v3").await.is_err());
+    // A majority stores it; node 0 is recorded as missing it.
+    client.set(key.as_str(), "v3").await.unwrap();
     assert_eq!(on_node(addrs[1], &key).unwrap().0, b"v3");
     assert_eq!(on_node(addrs[0], &key).unwrap().0, b"v2");
     let mut transitions = cluster_view.health().transitions();

@@ -3,8 +3,8 @@
 //! [`run`] starts 3 to 5 real memcached nodes, each behind a
 //! [`memha_tests::FaultProxy`], and a memha client over the
 //! proxies with the default replication settings (writes acknowledged by
-//! every writable node, reads from ceil(n/2) nodes, returning nodes
-//! invalidated). Then, for the run's duration:
+//! a majority of the writable nodes with the others recorded as missing
+//! them, reads from ceil(n/2) nodes, returning nodes invalidated). Then, for the run's duration:
 //! - 64 session tasks create, read, update, touch and delete their own keys
 //!   (with lifetimes from 2 s to none) and now and then a few shared keys,
 //!   recording every call's start, end and result on a monotonic clock;

@@ -6,10 +6,14 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum AckPolicy {
-    /// Every writable node (the default): an acknowledged write is on every node that was Up.
-    #[default]
+    /// Every writable node: an acknowledged write is on every node that
+    /// was Up; one node that fails it fails the write (`PartialWrite`).
     All,
-    /// A majority of the writable nodes.
+    /// A majority of the writable nodes (the default): the others are given
+    /// 50 ms more, and those still silent or failing are recorded as missing
+    /// the write (stale markers, journal) before it is acknowledged, so one
+    /// faulty node fails no write.
+    #[default]
     Quorum,
     /// Any one node.
     One,
@@ -49,7 +53,7 @@ pub enum RejoinPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReplicationConfig {
-    /// Who must acknowledge a write (default [`AckPolicy::All`]).
+    /// Who must acknowledge a write (default [`AckPolicy::Quorum`]).
     pub ack: AckPolicy,
     /// How many Up nodes a read asks first; `None` is ceil(n/2) of the Up
     /// nodes, at least two.
@@ -81,7 +85,7 @@ pub struct ReplicationConfig {
 impl Default for ReplicationConfig {
     fn default() -> Self {
         ReplicationConfig {
-            ack: AckPolicy::All,
+            ack: AckPolicy::Quorum,
             read_nodes: None,
             return_on_first_hit: false,
             rejoin: RejoinPolicy::Invalidate,
