@@ -13,6 +13,15 @@
 //!   `memha,memha-replicated,async-memcached,memcache`; the diagnostics
 //!   `memha-connection`, `memha-bare`, `memha-no-timeout` show what the bare
 //!   connection and each layer of the node stack cost).
+//! - `cargo xtask bench --faults [ARGS...]`: makes sure memcached is
+//!   installed, then runs the faults benchmark (`benches/benches/faults.rs`):
+//!   a 64-task mixed workload on 3 real memcached nodes, each behind a fault
+//!   proxy, while node 0 is killed, paused, blackholed and restarted empty
+//!   in turn; prints per configuration (the library defaults, and ack All
+//!   with a 1 s timeout) a table of ops, p50, p99, p99.9, max and errors by
+//!   kind for each fault, phase (before, during, after) and operation.
+//!   ARGS: `--fault kill|pause|blackhole|restart-empty|all`,
+//!   `--phase-secs N`, `--config default|all|both`.
 //! - `cargo xtask demo`: makes sure memcached is installed, then runs the
 //!   session-store demo (`crates/memha-client/examples/session_demo.rs`):
 //!   3 local nodes, one killed and one restarted empty under load, ending
@@ -46,6 +55,10 @@ commands:
   bench [ARGS...]  memha side by side with async-memcached and memcache against one
                    real memcached, and memha replicated over three against them
                    (ARGS: --duration SECS --runs N --gets N --peers LIST)
+  bench --faults [ARGS...]
+                   latency and errors of a mixed workload on 3 memcached nodes before,
+                   during and after each fault on one node (ARGS: --fault kill|pause|
+                   blackhole|restart-empty|all --phase-secs N --config default|all|both)
   demo             a session store on 3 local memcached nodes surviving a killed node
                    and a node restarted empty
   chaos [--seconds N] [--seed S] [ARGS...]
@@ -87,13 +100,15 @@ fn test(extra: &[OsString]) -> Result<(), String> {
     run_tests(extra)
 }
 
-/// `cargo xtask bench`: memcached, then the client comparison.
+/// `cargo xtask bench`: memcached, then the client comparison, or with
+/// `--faults` first, the faults benchmark.
 fn bench(extra: &[OsString]) -> Result<(), String> {
     ensure_memcached()?;
-    cargo_passing(
-        &["bench", "-p", "memha-benches", "--bench", "compare"],
-        extra,
-    )
+    let (bench, extra) = match extra.split_first() {
+        Some((first, rest)) if first == "--faults" => ("faults", rest),
+        _ => ("compare", extra),
+    };
+    cargo_passing(&["bench", "-p", "memha-benches", "--bench", bench], extra)
 }
 
 /// `cargo xtask demo`: memcached, then the session-store example. A debug

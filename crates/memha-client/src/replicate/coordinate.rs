@@ -174,7 +174,7 @@ impl Shared {
         if targets.writable.is_empty() {
             // Only absent nodes besides the primary: it holds the record.
             let absent: Vec<&Arc<Member>> = targets.absent.clone();
-            return self.mark_stale(key, &absent, &[primary]).await;
+            return self.mark_stale(key, &absent, &[primary]).await.map(drop);
         }
         let gathered = self
             .write_accounted(key, &copy, &targets, Some(primary))

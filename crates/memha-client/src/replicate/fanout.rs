@@ -113,8 +113,10 @@ pub(crate) struct Gathered<'a> {
     pub(crate) answers: Vec<NodeAnswer<'a>>,
     pub(crate) acked: usize,
     /// The targets that had not answered when the fan-out returned: they
-    /// finish in the background, and may or may not store the write.
+    /// may or may not store the write.
     pub(crate) pending: Vec<&'a Arc<Member>>,
+    /// Their calls, for the caller to finish in the background.
+    pub(crate) stragglers: Option<Stragglers>,
 }
 
 impl<'a> Gathered<'a> {
@@ -163,8 +165,8 @@ pub(crate) fn is_ack(answer: &Result<Reply, Error>) -> bool {
 
 /// Sends `command` to every target and returns once `required` of them
 /// acknowledged and the others answered or `grace` passed since, or all
-/// answered. Those still pending finish in the background, within the same
-/// deadline, and are listed in [`Gathered::pending`].
+/// answered. Those still pending are listed in [`Gathered::pending`], and
+/// their calls are in [`Gathered::stragglers`], within the same deadline.
 ///
 /// A node that fails a write of `key` may hold a stale copy: the key is
 /// journaled for it and it is taken Down, so it is made safe before it
@@ -193,6 +195,7 @@ pub(crate) async fn write<'a>(
         answers: Vec::with_capacity(targets.len()),
         acked: 0,
         pending: Vec::new(),
+        stragglers: None,
     };
     let mut grace_ends = None;
     loop {
@@ -219,31 +222,64 @@ pub(crate) async fn write<'a>(
             .copied()
             .filter(|t| !gathered.answers.iter().any(|(m, _)| Arc::ptr_eq(m, t)))
             .collect();
-        let pending = calls
+        let calls = calls
             .into_pending()
             .map(|(member, call)| (Arc::clone(member), call))
             .collect();
-        tokio::spawn(finish(pending, key.cloned(), deadline_at, timeout).in_current_span());
+        gathered.stragglers = Some(Stragglers {
+            calls,
+            key: key.cloned(),
+            deadline: deadline_at,
+            timeout,
+        });
     }
     gathered
 }
 
 /// The calls of a write that returned before they answered.
-async fn finish(
-    pending: Vec<(Arc<Member>, NodeCall)>,
+pub(crate) struct Stragglers {
+    calls: Vec<(Arc<Member>, NodeCall)>,
     key: Option<Key>,
     deadline: Instant,
     timeout: Duration,
-) {
-    let deadline = pin!(tokio::time::sleep_until(deadline));
-    let mut calls = Calls::new(deadline, timeout, Order::Sent);
-    for (member, call) in pending {
-        calls.push(member, call);
-    }
-    while let Some((member, answer)) = calls.next().await {
-        if let Some(key) = &key {
-            after_write(&member, key, &answer).await;
+}
+
+impl Stragglers {
+    /// Awaits the calls (within the write's deadline), accounting for each
+    /// answer like the fan-out does, and returns the nodes that applied
+    /// the write after all.
+    pub(crate) async fn finish(self) -> Vec<Arc<Member>> {
+        let deadline = pin!(tokio::time::sleep_until(self.deadline));
+        let mut calls = Calls::new(deadline, self.timeout, Order::Sent);
+        for (member, call) in self.calls {
+            calls.push(member, call);
         }
+        let mut applied = Vec::new();
+        while let Some((member, answer)) = calls.next().await {
+            if let Some(key) = &self.key {
+                after_write(&member, key, &answer).await;
+            }
+            if is_applied(&answer) {
+                applied.push(member);
+            }
+        }
+        applied
+    }
+
+    /// Finishes the calls on a task of their own.
+    pub(crate) fn spawn(self) {
+        tokio::spawn(self.finish().in_current_span());
+    }
+}
+
+/// A node applied a write: it stored, deleted or touched the key, or the
+/// key was already gone there (a delete's `NF`), unlike an answer that
+/// refused it (`NS`, `EX`).
+fn is_applied(answer: &Result<Reply, Error>) -> bool {
+    match answer {
+        Ok(Reply::Meta(meta)) => !matches!(meta.status, MetaStatus::NotStored | MetaStatus::Exists),
+        Ok(Reply::Ok) => true,
+        _ => false,
     }
 }
 

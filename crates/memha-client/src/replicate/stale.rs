@@ -154,6 +154,8 @@ impl Shared {
     /// keeps the record: a reader that finds the write's copy disagreeing
     /// with a missed node's asks every node it can reach for markers.
     ///
+    /// Returns the time the entries carry, for [`clear_late`].
+    ///
     /// # Errors
     ///
     /// [`ErrorKind::PartialWrite`] when no holder stored the record: the
@@ -163,7 +165,7 @@ impl Shared {
         key: &Key,
         missed: &[&Arc<Member>],
         holders: &[&Arc<Member>],
-    ) -> Result<(), Error> {
+    ) -> Result<u64, Error> {
         let at_ms = now_ms();
         let entries: Vec<Entry> = missed
             .iter()
@@ -216,7 +218,7 @@ impl Shared {
             holders: stored,
         });
         if stored > 0 {
-            return Ok(());
+            return Ok(at_ms);
         }
         Err(Error::new(ErrorKind::PartialWrite {
             acked: 0,
@@ -266,13 +268,45 @@ impl Shared {
             let mut clears: FuturesUnordered<_> = chunk
                 .iter()
                 .flat_map(|key| holders.iter().map(move |holder| (key, holder)))
-                .map(|(key, holder)| self.clear_mark(node.seed(), key, holder, since_ms))
+                .map(|(key, holder)| {
+                    clear_entries(self.writer, node.seed(), key, holder, 0..=since_ms)
+                })
                 .collect();
             while clears.next().await.is_some() {}
         }
     }
+}
 
-    async fn clear_mark(&self, node: u64, key: &Key, holder: &Member, since_ms: u64) {
+/// After nodes counted as missing a write (silent after the grace) applied
+/// it after all, removes the entries that marking made for them (writer
+/// `writer`, time `at_ms`) from the markers on `holders`, so their copies
+/// do not lose a later divergence to a copy that may be gone by then.
+/// Only that marking's entries go: any other miss still marks the node.
+pub(crate) async fn clear_late(
+    writer: u64,
+    key: &Key,
+    applied: &[Arc<Member>],
+    holders: &[Arc<Member>],
+    at_ms: u64,
+) {
+    let mut clears: FuturesUnordered<_> = applied
+        .iter()
+        .flat_map(|node| holders.iter().map(move |holder| (node, holder)))
+        .map(|(node, holder)| clear_entries(writer, node.seed(), key, holder, at_ms..=at_ms))
+        .collect();
+    while clears.next().await.is_some() {}
+}
+
+/// Removes writer `writer`'s entries for node `node` made at a time in
+/// `at` from `key`'s marker on `holder`.
+async fn clear_entries(
+    writer: u64,
+    node: u64,
+    key: &Key,
+    holder: &Member,
+    at: std::ops::RangeInclusive<u64>,
+) {
+    {
         let marker = marker_key(key);
         let mut get = MetaGet::new(marker.clone());
         (get.value, get.cas, get.ttl) = (true, true, true);
@@ -286,7 +320,7 @@ impl Shared {
         let kept: Vec<Entry> = entries
             .iter()
             .copied()
-            .filter(|e| !(e.node == node && e.writer == self.writer && e.at_ms <= since_ms))
+            .filter(|e| !(e.node == node && e.writer == writer && at.contains(&e.at_ms)))
             .collect();
         if kept.len() == entries.len() {
             return;

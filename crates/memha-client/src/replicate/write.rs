@@ -10,9 +10,10 @@ use super::fanout::{self, Gathered};
 use super::members::{Member, Placement, WriteTargets};
 use super::read::{asked_of, shaped, Asked};
 use super::resolve;
-use super::stale::Marked;
+use super::stale::{self, Marked};
 use super::Shared;
 use crate::error::{Error, ErrorKind};
+use tracing::Instrument;
 
 /// How long a write that met its ack policy waits for the other writable
 /// nodes before it counts them as missing it (and records that): under
@@ -162,7 +163,7 @@ impl Shared {
             return Err(self.no_nodes(&members));
         }
         let required = self.config.ack.required(targets.len());
-        let gathered = fanout::write(
+        let mut gathered = fanout::write(
             &targets,
             &command,
             None,
@@ -171,6 +172,9 @@ impl Shared {
             self.probe_timeout,
         )
         .await;
+        if let Some(stragglers) = gathered.stragglers.take() {
+            stragglers.spawn();
+        }
         self.check_acks(&gathered, required)?;
         Ok(Reply::Ok)
     }
@@ -210,7 +214,7 @@ impl Shared {
             .ack
             .required(targets.writable.len() + extra)
             .saturating_sub(extra);
-        let gathered = fanout::write(
+        let mut gathered = fanout::write(
             &targets.writable,
             command,
             Some(key),
@@ -219,6 +223,8 @@ impl Shared {
             self.probe_timeout,
         )
         .await;
+        let stragglers = gathered.stragglers.take();
+        let mut marked = Ok(None);
         if !targets.complete() || gathered.missed().next().is_some() {
             let missed: Vec<&Arc<Member>> = targets
                 .absent
@@ -229,9 +235,29 @@ impl Shared {
             let mut holders = gathered.holders();
             holders.extend(also_holding);
             if !holders.is_empty() {
-                self.mark_stale(key, &missed, &holders).await?;
+                marked = self
+                    .mark_stale(key, &missed, &holders)
+                    .await
+                    .map(|at_ms| Some((at_ms, holders.into_iter().cloned().collect())));
             }
         }
+        if let Some(stragglers) = stragglers {
+            // A node counted as missing the write may apply it after all:
+            // then its entries go, or its fresh copy would lose a later
+            // divergence to copies that may be gone by then.
+            let marking: Option<(u64, Vec<Arc<Member>>)> = marked.as_ref().ok().cloned().flatten();
+            let (writer, key) = (self.writer, key.clone());
+            tokio::spawn(
+                async move {
+                    let applied = stragglers.finish().await;
+                    if let (Some((at_ms, holders)), false) = (marking, applied.is_empty()) {
+                        stale::clear_late(writer, &key, &applied, &holders, at_ms).await;
+                    }
+                }
+                .in_current_span(),
+            );
+        }
+        marked?;
         self.check_acks(&gathered, required)?;
         Ok(gathered)
     }
