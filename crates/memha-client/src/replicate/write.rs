@@ -169,7 +169,6 @@ impl Shared {
             None,
             required,
             WRITE_GRACE,
-            self.config.stall_after,
             self.probe_timeout,
         )
         .await;
@@ -221,7 +220,6 @@ impl Shared {
             Some(key),
             required,
             WRITE_GRACE,
-            self.config.stall_after,
             self.probe_timeout,
         )
         .await;
