@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use async_memcached::AsciiProtocol;
 use bytes::Bytes;
 use memha_client::{Client, ConnectionMetrics, NodeService, NodeStackBuilder};
-use memha_tests::MemcachedCluster;
+use memha_tests::{MemcachedCluster, Rng};
 use tokio::runtime::Runtime;
 
 const KEYS: usize = 10_000;
@@ -93,22 +93,6 @@ impl Settings {
             }
         }
         settings
-    }
-}
-
-/// xorshift64*: enough to spread keys, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }
 
@@ -268,10 +252,10 @@ fn cluster_metrics(client: &Client) -> ConnectionMetrics {
 }
 
 async fn memha_sequential(client: &Client, keys: &[String], gets: usize) -> Vec<Duration> {
-    let mut rng = Rng::new(1);
+    let mut rng = Rng::new(1, 0);
     let mut samples = Vec::with_capacity(gets);
     for i in 0..gets + gets / 10 {
-        let key = &keys[rng.next() as usize % KEYS];
+        let key = &keys[rng.next_u64() as usize % KEYS];
         let started = Instant::now();
         let item = client.get(key).await.expect("get");
         let elapsed = started.elapsed();
@@ -289,11 +273,11 @@ async fn memha_mixed(client: &Client, keys: Arc<Vec<String>>, stop: Arc<AtomicBo
     for task in 0..TASKS {
         let (client, keys, stop, ops) = (client.clone(), keys.clone(), stop.clone(), ops.clone());
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng::new(task as u64 + 7);
+            let mut rng = Rng::new(7, task as u64);
             let value = value();
             let mut done = 0;
             while !stop.load(Ordering::Relaxed) {
-                let r = rng.next();
+                let r = rng.next_u64();
                 let key = &keys[r as usize % KEYS];
                 if r % 10 == 0 {
                     client.set(key, value.clone()).await.expect("set");
@@ -316,10 +300,10 @@ async fn connection_sequential(addr: SocketAddr, keys: &[String], gets: usize) -
     use tower::{Service, ServiceExt};
     let mut connection = memha_client::Connection::new(addr, Default::default());
     let keys: Vec<Key> = keys.iter().map(|k| Key::new(k.clone()).unwrap()).collect();
-    let mut rng = Rng::new(1);
+    let mut rng = Rng::new(1, 0);
     let mut samples = Vec::with_capacity(gets);
     for i in 0..gets + gets / 10 {
-        let mut get = MetaGet::new(keys[rng.next() as usize % KEYS].clone());
+        let mut get = MetaGet::new(keys[rng.next_u64() as usize % KEYS].clone());
         get.value = true;
         get.client_flags = true;
         get.ttl = true;
@@ -350,11 +334,11 @@ async fn connection_mixed(addr: SocketAddr, keys: Arc<Vec<String>>, stop: Arc<At
         let (mut connection, keys, stop, ops) =
             (connection.clone(), keys.clone(), stop.clone(), ops.clone());
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng::new(task as u64 + 7);
+            let mut rng = Rng::new(7, task as u64);
             let value = value();
             let mut done = 0;
             while !stop.load(Ordering::Relaxed) {
-                let r = rng.next();
+                let r = rng.next_u64();
                 let key = keys[r as usize % KEYS].clone();
                 let command = if r % 10 == 0 {
                     Command::MetaSet(MetaSet::new(key, value.clone()))
@@ -397,10 +381,10 @@ async fn async_memcached_sequential(
     gets: usize,
 ) -> Vec<Duration> {
     let mut client = async_memcached_client(addr).await;
-    let mut rng = Rng::new(1);
+    let mut rng = Rng::new(1, 0);
     let mut samples = Vec::with_capacity(gets);
     for i in 0..gets + gets / 10 {
-        let key = &keys[rng.next() as usize % KEYS];
+        let key = &keys[rng.next_u64() as usize % KEYS];
         let started = Instant::now();
         let item = client.get(key).await.expect("get");
         let elapsed = started.elapsed();
@@ -423,11 +407,11 @@ async fn async_memcached_mixed(
         let (keys, stop, ops) = (keys.clone(), stop.clone(), ops.clone());
         let mut client = async_memcached_client(addr).await;
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng::new(task as u64 + 7);
+            let mut rng = Rng::new(7, task as u64);
             let value = vec![b'v'; VALUE_LEN];
             let mut done = 0;
             while !stop.load(Ordering::Relaxed) {
-                let r = rng.next();
+                let r = rng.next_u64();
                 let key = &keys[r as usize % KEYS];
                 if r % 10 == 0 {
                     client
@@ -457,10 +441,10 @@ fn memcache_client(addr: SocketAddr, pool: u32) -> memcache::Client {
 
 fn memcache_sequential(addr: SocketAddr, keys: &[String], gets: usize) -> Vec<Duration> {
     let client = memcache_client(addr, 1);
-    let mut rng = Rng::new(1);
+    let mut rng = Rng::new(1, 0);
     let mut samples = Vec::with_capacity(gets);
     for i in 0..gets + gets / 10 {
-        let key = &keys[rng.next() as usize % KEYS];
+        let key = &keys[rng.next_u64() as usize % KEYS];
         let started = Instant::now();
         let item: Option<Vec<u8>> = client.get(key).expect("get");
         let elapsed = started.elapsed();
@@ -478,11 +462,11 @@ fn memcache_mixed(client: &memcache::Client, keys: Arc<Vec<String>>, stop: Arc<A
         for task in 0..TASKS {
             let (keys, stop, ops) = (keys.clone(), stop.clone(), &ops);
             scope.spawn(move || {
-                let mut rng = Rng::new(task as u64 + 7);
+                let mut rng = Rng::new(7, task as u64);
                 let value = vec![b'v'; VALUE_LEN];
                 let mut done = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let r = rng.next();
+                    let r = rng.next_u64();
                     let key = &keys[r as usize % KEYS];
                     if r % 10 == 0 {
                         client.set(key, value.as_slice(), 0).expect("set");

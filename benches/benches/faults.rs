@@ -53,7 +53,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use memha_client::health::{HealthTable, Transition};
 use memha_client::{AckPolicy, Client, ClientBuilder, Error, ReplicationConfig, Ttl};
-use memha_tests::{raw_roundtrip, FaultProxy, HarnessError, MemcachedCluster, ProxyMode};
+use memha_tests::{raw_roundtrip, FaultProxy, HarnessError, MemcachedCluster, ProxyMode, Rng};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -439,26 +439,6 @@ impl Recording {
     }
 }
 
-/// xorshift64*: enough to spread keys and operations, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// What the workload tasks share: which phase is measured now, and when to stop.
 #[derive(Debug)]
 struct Control {
@@ -476,11 +456,11 @@ async fn worker(
     seed: u64,
 ) -> Recording {
     let mut recording = Recording::new(phases);
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::new(seed, 0);
     let value = Bytes::from(vec![b'v'; VALUE_LEN]);
     while !control.stop.load(Ordering::Relaxed) {
-        let key = &keys[rng.below(KEYS)];
-        let op = Op::pick(rng.next() % 100);
+        let key = &keys[rng.index(KEYS)];
+        let op = Op::pick(rng.next_u64() % 100);
         let started_in = control.phase.load(Ordering::Relaxed);
         let started = Instant::now();
         let result = op.run(&client, key, &value).await;

@@ -42,6 +42,7 @@ mod cluster;
 mod example;
 mod proxy;
 mod raw;
+mod rng;
 
 pub use cluster::{
     memcached_binary, ClusterBuilder, HarnessError, MemcachedCluster, MemcachedNode,
@@ -49,3 +50,4 @@ pub use cluster::{
 pub use example::example_nodes;
 pub use proxy::{FaultProxy, ProxyMode};
 pub use raw::raw_roundtrip;
+pub use rng::Rng;

@@ -39,7 +39,7 @@ use memha_client::health::Transition;
 use memha_client::{
     Client, Error, ErrorKind, HealthConfig, NodeState, ReplicationConfig, StoreOutcome, Ttl,
 };
-use memha_tests::MemcachedCluster;
+use memha_tests::{MemcachedCluster, Rng};
 
 /// Concurrent users of the session store.
 const TASKS: usize = 16;
@@ -266,36 +266,17 @@ fn describe(transition: &Transition, addrs: &[SocketAddr]) -> String {
     )
 }
 
-/// A small, seedable generator (splitmix64): enough for a demo, no dependency.
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// A UUID-shaped identifier.
-    fn uuid(&mut self) -> String {
-        let (a, b) = (self.next(), self.next());
-        format!(
-            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xfff,
-            (b >> 48) & 0x3fff | 0x8000,
-            b & 0xffff_ffff_ffff
-        )
-    }
+/// A UUID-shaped identifier.
+fn uuid(rng: &mut Rng) -> String {
+    let (a, b) = (rng.next_u64(), rng.next_u64());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        (b >> 48) & 0x3fff | 0x8000,
+        b & 0xffff_ffff_ffff
+    )
 }
 
 /// One session and what the client said about it.
@@ -454,14 +435,10 @@ struct Worker {
 
 impl Worker {
     fn new(id: usize, client: Client, clock: Clock) -> Self {
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_nanos() as u64)
-            ^ (id as u64).wrapping_mul(0x2545_f491_4f6c_dd1d);
         Worker {
             client,
             clock,
-            rng: Rng(seed),
+            rng: Rng::new(Rng::seed_from_time(), id as u64),
             sessions: Vec::new(),
             live: Vec::new(),
             tally: Tally::default(),
@@ -470,7 +447,7 @@ impl Worker {
 
     async fn run(mut self, stop: Arc<AtomicBool>) -> Tally {
         while !stop.load(Ordering::SeqCst) {
-            let roll = self.rng.below(100);
+            let roll = self.rng.index(100);
             if self.live.is_empty() || roll < 20 {
                 let index = self.create().await;
                 self.read(index).await;
@@ -479,7 +456,7 @@ impl Worker {
                 self.read(index).await;
             } else if roll < 62 {
                 // Deleted sessions too: they must stay gone.
-                let index = self.rng.below(self.sessions.len());
+                let index = self.rng.index(self.sessions.len());
                 self.read(index).await;
             } else if roll < 82 {
                 let index = self.pick_live();
@@ -507,12 +484,12 @@ impl Worker {
     }
 
     fn pick_live(&mut self) -> usize {
-        self.live[self.rng.below(self.live.len())]
+        self.live[self.rng.index(self.live.len())]
     }
 
     async fn create(&mut self) -> usize {
-        let user = self.rng.next() % 100_000;
-        let key = format!("session:{}", self.rng.uuid());
+        let user = self.rng.below(100_000);
+        let key = format!("session:{}", uuid(&mut self.rng));
         let mut session = Session {
             key,
             user,

@@ -13,7 +13,8 @@ use std::time::Duration;
 use memha_client::Client;
 use tokio::sync::Barrier;
 
-use common::{client, one_node, Rng};
+use common::{client, one_node};
+use memha_tests::Rng;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_tasks_each_get_their_own_answer() {
@@ -73,7 +74,7 @@ async fn poll_then_drop<F: Future>(future: F, polls: u64) -> Option<F::Output> {
 /// does arrive must be this key's.
 async fn chaotic_op(client: &Client, rng: &mut Rng, task: u64, cancelled: &AtomicU64) {
     let key = format!("chaos:{task}:{}", rng.below(8));
-    let value = format!("{key}={}", rng.next());
+    let value = format!("{key}={}", rng.next_u64());
     let polls = rng.below(6);
     let done = match rng.below(3) {
         0 => poll_then_drop(client.set(&key, value).into_future(), polls)
@@ -112,7 +113,7 @@ async fn dropped_futures_never_desynchronise_the_stream() {
     let cluster = one_node();
     let (client, node) = client(cluster.node(0).addr());
     let cancelled = Arc::new(AtomicU64::new(0));
-    let seed = Rng::from_time().next();
+    let seed = Rng::seed_from_time();
     println!("seed {seed}");
 
     // Phase 1: callers give up at random points.
@@ -121,7 +122,7 @@ async fn dropped_futures_never_desynchronise_the_stream() {
         let client = client.clone();
         let cancelled = Arc::clone(&cancelled);
         handles.push(tokio::spawn(async move {
-            let mut rng = Rng::seeded(seed ^ (task + 1).wrapping_mul(0x9e37_79b9));
+            let mut rng = Rng::new(seed, task);
             for _ in 0..400 {
                 chaotic_op(&client, &mut rng, task, &cancelled).await;
             }

@@ -22,7 +22,7 @@ use actix_web::cookie::time;
 use actix_web::cookie::Key;
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer};
-use common::{get_with_cookie, parse_home, value_on_node, wait_state, Visitor};
+use common::{counts_on, get_with_cookie, parse_home, value_on_node, wait_state, Visitor};
 use memha_client::{Client, NodeState};
 use memha_session::ActixSessionStore;
 use memha_tests::MemcachedCluster;
@@ -137,15 +137,6 @@ impl SessionStore for Recording {
 
     async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
         self.inner.delete(key).await
-    }
-}
-
-async fn counts_on(visitor: &Visitor, user: &str, visits: &mut u64) {
-    for _ in 0..3 {
-        let home = visitor.home().await;
-        *visits += 1;
-        assert_eq!(home.user.as_deref(), Some(user), "logged out: {home:?}");
-        assert_eq!(home.visits, *visits, "the counter skipped: {home:?}");
     }
 }
 

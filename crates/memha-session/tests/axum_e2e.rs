@@ -11,7 +11,7 @@ mod site;
 
 use std::net::SocketAddr;
 
-use common::{get_with_cookie, parse_home, value_on_node, wait_state, Visitor};
+use common::{counts_on, get_with_cookie, parse_home, value_on_node, wait_state, Visitor};
 use memha_client::{Client, NodeState};
 use memha_session::TowerSessionStore;
 use memha_tests::{FaultProxy, MemcachedCluster, ProxyMode};
@@ -30,16 +30,6 @@ async fn serve(client: Client) -> SocketAddr {
     let app = site::app(TowerSessionStore::new(client));
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
-}
-
-/// Three visits, each counted once more than the last.
-async fn counts_on(visitor: &Visitor, user: &str, visits: &mut u64) {
-    for _ in 0..3 {
-        let home = visitor.home().await;
-        *visits += 1;
-        assert_eq!(home.user.as_deref(), Some(user), "logged out: {home:?}");
-        assert_eq!(home.visits, *visits, "the counter skipped: {home:?}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1235,6 +1235,11 @@ mod tests {
     }
 
     fn run(records: &[Record]) -> Findings {
+        run_with(records, &[], false)
+    }
+
+    /// `records` checked with no faults, `shared` keys, and the session rules or not.
+    fn run_with(records: &[Record], shared: &[String], sessions: bool) -> Findings {
         check(&CheckInput {
             records,
             faults: &[],
@@ -1245,8 +1250,8 @@ mod tests {
             anchor: 0,
             node_timeout: Duration::from_millis(250),
             budget_slack: Duration::from_millis(250),
-            shared: &[],
-            sessions: false,
+            shared,
+            sessions,
         })
     }
 
@@ -1393,19 +1398,7 @@ mod tests {
     }
 
     fn session_run(records: &[Record]) -> Findings {
-        check(&CheckInput {
-            records,
-            faults: &[],
-            health: &[],
-            copies_after_one_read: &[],
-            copies_after_full_read: &[],
-            late_apply: Duration::from_secs(1),
-            anchor: 0,
-            node_timeout: Duration::from_millis(250),
-            budget_slack: Duration::from_millis(250),
-            shared: &["k".to_owned()],
-            sessions: true,
-        })
+        run_with(records, &["k".to_owned()], true)
     }
 
     /// A call on a session key from `at` to `to`, by client `client`.

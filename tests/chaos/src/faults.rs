@@ -26,8 +26,8 @@ use memha_client::health::Transitions;
 use memha_tests::{FaultProxy, MemcachedCluster, ProxyMode};
 
 use crate::history::{Clock, FaultKind, FaultRecord};
-use crate::rng::Rng;
 use crate::ClientsView;
+use memha_tests::Rng;
 
 /// When and how faults are injected.
 #[derive(Debug, Clone)]

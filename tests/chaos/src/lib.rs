@@ -40,7 +40,6 @@ pub mod converge;
 mod faults;
 pub mod history;
 mod report;
-mod rng;
 mod workload;
 
 use std::net::SocketAddr;
@@ -53,8 +52,8 @@ use memha_tests::{FaultProxy, MemcachedCluster};
 use tokio::sync::oneshot;
 
 pub use checker::{Findings, Kind, Violation};
+pub use memha_tests::Rng;
 pub use report::Report;
-pub use rng::Rng;
 pub use workload::{owned_key, shared_key};
 
 use checker::CheckInput;

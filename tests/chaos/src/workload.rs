@@ -12,7 +12,7 @@ use bytes::Bytes;
 use memha_client::{Client, DeleteOutcome, Item, StoreOutcome, TouchOutcome, Ttl};
 
 use crate::history::{Clock, Failure, Life, Op, Outcome, Phase, Record};
-use crate::rng::Rng;
+use memha_tests::Rng;
 
 /// Bytes that look like protocol framing, slipped into some values.
 const TRICKY: &[&[u8]] = &[

@@ -2,7 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use memha_client::{Client, ConnectionConfig, Error, NodeService, NodeStackBuilder};
 use memha_tests::{raw_roundtrip, MemcachedCluster};
@@ -54,34 +54,6 @@ where
             Err(err) if started.elapsed() >= limit => return Err(err),
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
-    }
-}
-
-/// A small, seedable pseudo-random generator (xorshift64*).
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn seeded(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-
-    pub fn from_time() -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        Rng::seeded(nanos ^ 0x9e37_79b9_7f4a_7c15)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 

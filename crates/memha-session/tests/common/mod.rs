@@ -204,3 +204,13 @@ pub(crate) async fn get_with_cookie(
 pub(crate) fn parse_home(body: &str) -> Home {
     Home::parse(body)
 }
+
+/// Three visits, each counted once more than the last.
+pub(crate) async fn counts_on(visitor: &Visitor, user: &str, visits: &mut u64) {
+    for _ in 0..3 {
+        let home = visitor.home().await;
+        *visits += 1;
+        assert_eq!(home.user.as_deref(), Some(user), "logged out: {home:?}");
+        assert_eq!(home.visits, *visits, "the counter skipped: {home:?}");
+    }
+}

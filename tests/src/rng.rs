@@ -1,4 +1,5 @@
-//! A small seedable generator, so a seed replays the same choices.
+//! A small seedable generator, so a seed replays the same choices: the
+//! one every test, benchmark and example of the workspace uses.
 
 /// SplitMix64: fast, good enough for test choices, and the same everywhere.
 #[derive(Debug, Clone)]
@@ -11,6 +12,14 @@ impl Rng {
         // Mixed, not just offset: SplitMix states that differ by a multiple
         // of its increment give the same sequence shifted.
         Rng(mix(mix(seed) ^ mix(stream ^ 0x5851_f42d_4c95_7f2d)))
+    }
+
+    /// A seed from the clock, for tests whose choices vary run to run
+    /// (print it: `Rng::new(seed, stream)` replays them).
+    pub fn seed_from_time() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as u64)
     }
 
     /// The next 64 random bits.
@@ -34,9 +43,14 @@ impl Rng {
         self.below(100) < percent
     }
 
+    /// An index in `0..len` (`len` > 0).
+    pub fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
+    }
+
     /// One of `items` (not empty).
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
+        &items[self.index(items.len())]
     }
 }
 
