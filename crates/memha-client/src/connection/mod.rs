@@ -124,6 +124,13 @@ impl Connection {
         self.owner.shared.is_connected()
     }
 
+    /// How long requests have been outstanding on this connection with no
+    /// answer read (zero when none is outstanding): a node that stopped
+    /// answering shows here long before its requests time out.
+    pub(crate) fn stalled_for(&self) -> std::time::Duration {
+        self.owner.shared.stalled_for()
+    }
+
     /// The connection's counters since it was created.
     pub fn metrics(&self) -> ConnectionMetrics {
         let shared = &self.owner.shared;

@@ -11,7 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use memha_proto::{Command, Limits, Reply, ReplyDecoder, ReplyKind};
@@ -41,6 +41,11 @@ pub(super) struct Shared {
     state: Mutex<State>,
     /// Requests queued and neither answered nor failed yet.
     outstanding: AtomicUsize,
+    /// When the connection last made progress (answers read, or requests
+    /// queued with none outstanding), in nanoseconds since `epoch`: a node
+    /// with requests outstanding and no progress for a while is stalled.
+    progress: AtomicU64,
+    epoch: Instant,
 }
 
 #[derive(Debug)]
@@ -178,7 +183,24 @@ impl Shared {
                 requests: 0,
             }),
             outstanding: AtomicUsize::new(0),
+            progress: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
+    }
+
+    fn progressed(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.progress.store(now, Ordering::Relaxed);
+    }
+
+    /// How long requests have been outstanding with no answer read: zero
+    /// when none is outstanding.
+    pub(super) fn stalled_for(&self) -> Duration {
+        if !self.has_outstanding() {
+            return Duration::ZERO;
+        }
+        let since = Duration::from_nanos(self.progress.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(since)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -259,6 +281,9 @@ impl Shared {
         });
         state.requests += 1;
         let nothing_in_flight = self.outstanding.fetch_add(1, Ordering::Relaxed) == 0;
+        if nothing_in_flight {
+            self.progressed();
+        }
         if let LinkState::Connected(link) = &state.link {
             if !state.writer_busy {
                 if nothing_in_flight {
@@ -405,6 +430,7 @@ impl Shared {
     /// Counts answered requests and gives their places in the window back.
     pub(super) fn answered(&self, replies: usize) {
         if replies > 0 {
+            self.progressed();
             self.outstanding.fetch_sub(replies, Ordering::Relaxed);
             Counters::add(&self.counters.replies, replies as u64);
             self.release(replies);

@@ -285,6 +285,14 @@ impl NodeService {
             .is_some_and(Connection::is_connected)
     }
 
+    /// How long the node's connection has had requests outstanding with no
+    /// answer read (zero for a stack not built by a [`NodeStackBuilder`]).
+    pub(crate) fn stalled_for(&self) -> Duration {
+        self.connection
+            .as_ref()
+            .map_or(Duration::ZERO, Connection::stalled_for)
+    }
+
     /// Sends one command and awaits its answer: waiting for room, the
     /// attempts and the retries all within `timeout` (and the stack's own
     /// timeout), under one timer. The fast path of the client and the

@@ -80,6 +80,14 @@ pub struct ReplicationConfig {
     /// How long a deleted key leaves a tombstone on each node (default
     /// 4 s; zero deletes outright). See [`tombstone`](Self::tombstone).
     pub tombstone: Duration,
+    /// How long a read waits for a node it asked before it asks another
+    /// one in its place (default 3 ms; zero never hedges). See
+    /// [`hedge_after`](Self::hedge_after).
+    pub hedge_after: Duration,
+    /// How long a node may have requests outstanding with no answer before
+    /// reads pass it over and writes stop waiting for it (default 20 ms;
+    /// zero turns it off). See [`stall_after`](Self::stall_after).
+    pub stall_after: Duration,
 }
 
 impl Default for ReplicationConfig {
@@ -94,6 +102,8 @@ impl Default for ReplicationConfig {
             catch_up_window: Duration::from_secs(3600),
             stale_marker_ttl: super::stale::DEFAULT_MARKER_TTL,
             tombstone: Duration::from_secs(4),
+            hedge_after: Duration::from_millis(3),
+            stall_after: Duration::from_millis(20),
         }
     }
 }
@@ -184,6 +194,37 @@ impl ReplicationConfig {
     /// memha treat the key as absent. Zero deletes outright.
     pub fn tombstone(mut self, lifetime: Duration) -> Self {
         self.tombstone = lifetime;
+        self
+    }
+
+    /// Sets how long a read waits for a node before asking another.
+    ///
+    /// memcached answers in well under a millisecond; a node that has not
+    /// answered a read after this long is likely paused, cut off or
+    /// overloaded. The read then asks as many other Up nodes as are still
+    /// silent, decides from the first answers of as many nodes as it meant
+    /// to ask, and leaves the silent ones to finish (and time out against
+    /// their node) in the background. Each hedge costs one more request;
+    /// while the nodes are healthy, a read is hedged only when an answer
+    /// is slower than this (under 1% of reads on the benchmark machine).
+    /// Timers have millisecond resolution, so the delay is 1-2 ms more than
+    /// set. Zero never hedges.
+    pub fn hedge_after(mut self, delay: Duration) -> Self {
+        self.hedge_after = delay;
+        self
+    }
+
+    /// Sets how long a node may leave requests unanswered before it counts
+    /// as stalled.
+    ///
+    /// A node whose connection has had requests outstanding with no answer
+    /// read for this long is asked by reads only when no other Up node
+    /// remains, and writes that met their ack policy do not give it the
+    /// 50 ms grace: it is recorded as missing them at once. It stays Up
+    /// (a stall alone never takes it Down: its timeouts do), and is used
+    /// as before as soon as it answers again. Zero turns it off.
+    pub fn stall_after(mut self, after: Duration) -> Self {
+        self.stall_after = after;
         self
     }
 

@@ -20,20 +20,17 @@ pub(crate) enum Event<'a> {
         why: &'static str,
     },
     /// The nodes a read asked disagreed.
-    Diverged {
-        key: &'a Key,
-    },
+    Diverged { key: &'a Key },
     /// A read's subset missed: the other Up nodes are asked.
-    MissFailover {
-        key: &'a Key,
-    },
+    MissFailover { key: &'a Key },
     /// Fewer nodes acknowledged a write than the ack policy requires.
     PartialWrite {
         acked: usize,
         required: usize,
         failed: &'a [SocketAddr],
     },
-    /// Keys a returning node missed were deleted on it.
+    /// A read's nodes were slow: `nodes` others were asked in their place.
+    Hedged { nodes: usize },
     /// A write's missed nodes were recorded on `holders` nodes.
     Marked {
         key: &'a Key,
@@ -41,26 +38,15 @@ pub(crate) enum Event<'a> {
         holders: usize,
     },
     /// A read let copies known to be stale lose.
-    StaleLost {
-        key: &'a Key,
-        copies: usize,
-    },
-    Invalidated {
-        node: &'a NodeId,
-        keys: usize,
-    },
+    StaleLost { key: &'a Key, copies: usize },
+    /// Keys a returning node missed were deleted on it.
+    Invalidated { node: &'a NodeId, keys: usize },
     /// A returning node was flushed.
-    Flushed {
-        node: &'a NodeId,
-    },
+    Flushed { node: &'a NodeId },
     /// A node joined the set.
-    NodeAdded {
-        node: &'a NodeId,
-    },
+    NodeAdded { node: &'a NodeId },
     /// A node left the set (discovery no longer lists it).
-    NodeRemoved {
-        node: &'a NodeId,
-    },
+    NodeRemoved { node: &'a NodeId },
 }
 
 #[derive(Debug, Default)]
@@ -68,6 +54,7 @@ pub(crate) struct Counters {
     pub(crate) repairs: AtomicU64,
     pub(crate) divergences: AtomicU64,
     pub(crate) miss_failovers: AtomicU64,
+    pub(crate) hedges: AtomicU64,
     pub(crate) partial_writes: AtomicU64,
     pub(crate) invalidated: AtomicU64,
     pub(crate) stale_marks: AtomicU64,
@@ -96,6 +83,10 @@ impl Counters {
                 one(&self.miss_failovers);
                 let message = "subset missed; asking the other nodes";
                 tracing::debug!(key_hash = key_hash(key), "{message}");
+            }
+            Event::Hedged { nodes } => {
+                self.hedges.fetch_add(nodes as u64, Relaxed);
+                tracing::debug!(nodes, "nodes slow to answer; asking others in their place");
             }
             Event::PartialWrite {
                 acked,
@@ -151,6 +142,7 @@ impl Counters {
             repairs: self.repairs.load(Relaxed),
             divergences: self.divergences.load(Relaxed),
             miss_failovers: self.miss_failovers.load(Relaxed),
+            hedges: self.hedges.load(Relaxed),
             partial_writes: self.partial_writes.load(Relaxed),
             invalidated: self.invalidated.load(Relaxed),
             stale_marks: self.stale_marks.load(Relaxed),
@@ -193,6 +185,8 @@ pub struct Stats {
     pub divergences: u64,
     /// Reads that asked the remaining Up nodes after their subset missed.
     pub miss_failovers: u64,
+    /// Nodes a read asked in place of nodes slower than the hedge delay.
+    pub hedges: u64,
     /// Writes that fewer nodes acknowledged than the ack policy requires.
     pub partial_writes: u64,
     /// Keys deleted on returning nodes to make them safe.

@@ -27,6 +27,15 @@ pub(crate) struct Calls<'d, T> {
     order: Order,
     deadline: Pin<&'d mut Sleep>,
     timeout: Duration,
+    /// The real deadline while the timer is set for a hedge.
+    after_hedge: Option<Instant>,
+}
+
+/// What [`Calls::next_step`] gives.
+pub(crate) enum Step<T> {
+    Answer(T, Result<Reply, Error>),
+    /// The hedge delay passed with calls still pending.
+    Hedge,
 }
 
 /// Which answer [`Calls::next`] gives next.
@@ -50,7 +59,26 @@ impl<'d, T: Clone> Calls<'d, T> {
             order,
             deadline,
             timeout,
+            after_hedge: None,
         }
+    }
+
+    /// Fires a [`Step::Hedge`] at `at` if calls are still pending then
+    /// (one timer serves both), and from then on gives answers as they come.
+    pub(crate) fn hedge_at(&mut self, at: Instant) {
+        let end = self.deadline.deadline();
+        if at < end {
+            self.after_hedge = Some(end);
+            self.deadline.as_mut().reset(at);
+        }
+    }
+
+    /// The calls not answered yet, by node.
+    pub(crate) fn pending_nodes(&self) -> impl Iterator<Item = &T> {
+        self.calls
+            .iter()
+            .filter(|(_, call)| call.is_some())
+            .map(|(node, _)| node)
     }
 
     pub(crate) fn push(&mut self, node: T, mut call: NodeCall) {
@@ -67,7 +95,7 @@ impl<'d, T: Clone> Calls<'d, T> {
     }
 
     /// The calls not answered yet.
-    fn into_pending(self) -> impl Iterator<Item = (T, NodeCall)> {
+    pub(crate) fn into_pending(self) -> impl Iterator<Item = (T, NodeCall)> {
         self.calls
             .into_iter()
             .filter_map(|(node, call)| Some((node, call?)))
@@ -76,10 +104,20 @@ impl<'d, T: Clone> Calls<'d, T> {
     /// The next answer, in the [`Order`] asked for; `None` when every call
     /// has answered. Once the deadline has passed, the calls left time out.
     pub(crate) async fn next(&mut self) -> Option<(T, Result<Reply, Error>)> {
+        loop {
+            match self.next_step().await? {
+                Step::Answer(node, answer) => return Some((node, answer)),
+                Step::Hedge => continue,
+            }
+        }
+    }
+
+    /// The next answer, or the hedge (see [`hedge_at`](Self::hedge_at)).
+    pub(crate) async fn next_step(&mut self) -> Option<Step<T>> {
         poll_fn(|cx| self.poll_next(cx)).await
     }
 
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<(T, Result<Reply, Error>)>> {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Step<T>>> {
         if self.pending == 0 {
             return Poll::Ready(None);
         }
@@ -88,13 +126,18 @@ impl<'d, T: Clone> Calls<'d, T> {
             if let Poll::Ready(answer) = Pin::new(call).poll(cx) {
                 *slot = None;
                 self.pending -= 1;
-                return Poll::Ready(Some((node.clone(), answer)));
+                return Poll::Ready(Some(Step::Answer(node.clone(), answer)));
             }
             if self.order == Order::Sent {
                 break;
             }
         }
         ready!(self.deadline.as_mut().poll(cx));
+        if let Some(end) = self.after_hedge.take() {
+            self.deadline.as_mut().reset(end);
+            self.order = Order::Arrival;
+            return Poll::Ready(Some(Step::Hedge));
+        }
         let (node, slot) = self
             .calls
             .iter_mut()
@@ -102,7 +145,7 @@ impl<'d, T: Clone> Calls<'d, T> {
             .expect("a call is pending");
         let answer = Err(slot.take().expect("found").time_out(self.timeout));
         self.pending -= 1;
-        Poll::Ready(Some((node.clone(), answer)))
+        Poll::Ready(Some(Step::Answer(node.clone(), answer)))
     }
 }
 
@@ -178,6 +221,7 @@ pub(crate) async fn write<'a>(
     key: Option<&Key>,
     required: usize,
     grace: Duration,
+    stall_after: Duration,
     timeout: Duration,
 ) -> Gathered<'a> {
     let mut deadline = pin!(tokio::time::sleep(timeout));
@@ -213,7 +257,9 @@ pub(crate) async fn write<'a>(
         gathered.acked += usize::from(is_ack(&answer));
         gathered.answers.push((member, answer));
         if gathered.acked >= required && grace_ends.is_none() {
-            grace_ends = Some(Instant::now() + grace);
+            // Nodes that stopped answering are not waited for.
+            let stalled = calls.pending_nodes().all(|m| m.is_stalled(stall_after));
+            grace_ends = Some(Instant::now() + if stalled { Duration::ZERO } else { grace });
         }
     }
     if !calls.is_empty() {
@@ -222,16 +268,7 @@ pub(crate) async fn write<'a>(
             .copied()
             .filter(|t| !gathered.answers.iter().any(|(m, _)| Arc::ptr_eq(m, t)))
             .collect();
-        let calls = calls
-            .into_pending()
-            .map(|(member, call)| (Arc::clone(member), call))
-            .collect();
-        gathered.stragglers = Some(Stragglers {
-            calls,
-            key: key.cloned(),
-            deadline: deadline_at,
-            timeout,
-        });
+        gathered.stragglers = Some(Stragglers::new(calls, key.cloned(), deadline_at));
     }
     gathered
 }
@@ -245,6 +282,24 @@ pub(crate) struct Stragglers {
 }
 
 impl Stragglers {
+    /// The calls left in `calls`, for `key` (none for a read), under `deadline`.
+    pub(crate) fn new<'d>(
+        calls: Calls<'d, &Arc<Member>>,
+        key: Option<Key>,
+        deadline: Instant,
+    ) -> Self {
+        let timeout = calls.timeout;
+        Stragglers {
+            calls: calls
+                .into_pending()
+                .map(|(member, call)| (Arc::clone(member), call))
+                .collect(),
+            key,
+            deadline,
+            timeout,
+        }
+    }
+
     /// Awaits the calls (within the write's deadline), accounting for each
     /// answer like the fan-out does, and returns the nodes that applied
     /// the write after all.

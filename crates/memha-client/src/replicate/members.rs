@@ -109,6 +109,13 @@ impl Member {
         self.health.state()
     }
 
+    /// Whether the node has had requests outstanding with no answer for
+    /// `after` or longer (never, for a zero `after`): it is passed over by
+    /// reads and not waited for by writes, long before its requests time out.
+    pub(crate) fn is_stalled(&self, after: Duration) -> bool {
+        !after.is_zero() && self.service.stalled_for() >= after
+    }
+
     /// Sends one command through the node's stack, waiting for room and
     /// the answer within the timeout.
     pub(crate) async fn call(&self, command: Command) -> Result<Reply, Error> {

@@ -11,10 +11,11 @@ use memha_proto::{
     Command, MetaDelete, MetaFlags, MetaGet, MetaReply, MetaSet, MetaStatus, Reply, SetMode,
 };
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::counters::Event;
-use super::fanout::{Calls, Order};
+use super::fanout::{Calls, Order, Step, Stragglers};
 use super::members::{Member, Placement};
 use super::resolve::{self, Copy, NodeRead, Repair};
 use super::stale::Marked;
@@ -89,6 +90,11 @@ impl Shared {
         let wanted = self.config.read_count(up.len());
         rotate_secondaries(&mut up);
         let wanted = catching_up_first(&mut up, wanted, self.config.catch_up_window);
+        // Nodes that stopped answering last, so the subset avoids them.
+        let stall_after = self.config.stall_after;
+        if up.iter().any(|m| m.is_stalled(stall_after)) {
+            up.sort_by_key(|m| m.is_stalled(stall_after));
+        }
         let (first, rest) = up.split_at(wanted);
         let mut get = caller.clone();
         (get.value, get.client_flags, get.ttl, get.cas) = (true, true, true, true);
@@ -97,20 +103,39 @@ impl Shared {
         // A lone node's hit may be forwarded at once only when there is no
         // other node to disagree with it.
         let alone = up.len() == 1;
-        let mut asked = self.ask(first, &command, &mut first_hit, alone).await;
         let mut rest = rest;
+        let mut asked = self
+            .ask(
+                first,
+                &mut rest,
+                first.len(),
+                &command,
+                &mut first_hit,
+                alone,
+            )
+            .await;
         if !asked.iter().any(|a| matches!(a.read, NodeRead::Hit(_))) && !rest.is_empty() {
             self.counters
                 .record(Event::MissFailover { key: &caller.key });
-            asked.extend(self.ask(rest, &command, &mut first_hit, false).await);
-            rest = &[];
+            let failover = std::mem::take(&mut rest);
+            let more = self
+                .ask(
+                    failover,
+                    &mut rest,
+                    failover.len(),
+                    &command,
+                    &mut first_hit,
+                    false,
+                )
+                .await;
+            asked.extend(more);
         }
         // Copies that disagree: some node may hold a copy another client
         // knows to be stale. Ask every Up node, and read what is known.
         let mut marked = Marked::default();
         if resolve::disagree(&asked) {
             let (more, known) = futures_util::future::join(
-                self.ask(rest, &command, &mut None, false),
+                self.ask(rest, &mut &[][..], rest.len(), &command, &mut None, false),
                 self.marked(&caller.key, &up),
             )
             .await;
@@ -244,14 +269,22 @@ impl Shared {
     /// Asks every node in `nodes` at once, under one deadline, forwarding
     /// to `first_hit` the first hit a second node agrees with (any hit when
     /// `alone`) as soon as it comes.
+    ///
+    /// Nodes still silent after the hedge delay are replaced by as many of
+    /// `spares` (which are taken off it); from then on, `enough` answers
+    /// with a hit among them end the round, and the silent nodes finish in
+    /// the background, their timeouts counted against their node.
     async fn ask<'a>(
         &self,
         nodes: &[&'a Arc<Member>],
+        spares: &mut &[&'a Arc<Member>],
+        enough: usize,
         command: &Command,
         first_hit: &mut Option<oneshot::Sender<Reply>>,
         alone: bool,
     ) -> Vec<Asked<'a>> {
         let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
+        let deadline_at = deadline.deadline();
         // Every answer is awaited, unless a first hit is to be forwarded.
         let order = match first_hit {
             Some(_) => Order::Arrival,
@@ -261,8 +294,27 @@ impl Shared {
         for &member in nodes {
             calls.push(member, member.start(command.clone()));
         }
+        let hedge = self.config.hedge_after;
+        if !hedge.is_zero() && (!spares.is_empty() || enough < nodes.len()) {
+            calls.hedge_at(Instant::now() + hedge);
+        }
+        let mut hedged = false;
         let mut asked: Vec<Asked<'a>> = Vec::with_capacity(nodes.len());
-        while let Some((member, answer)) = calls.next().await {
+        while let Some(step) = calls.next_step().await {
+            let (member, answer) = match step {
+                Step::Answer(member, answer) => (member, answer),
+                Step::Hedge => {
+                    let silent = calls.pending_nodes().count().min(spares.len());
+                    let (extra, left) = spares.split_at(silent);
+                    *spares = left;
+                    for &member in extra {
+                        calls.push(member, member.start(command.clone()));
+                    }
+                    self.counters.record(Event::Hedged { nodes: silent });
+                    hedged = true;
+                    continue;
+                }
+            };
             let read = asked_of(member, answer);
             // A lone hit may be a copy another client knows to be stale:
             // forward a hit early only once a second node agrees with it,
@@ -279,6 +331,15 @@ impl Shared {
                 }
             }
             asked.push(read);
+            // Only hits end the round early: before answering a miss, every
+            // node asked is awaited (a silent one may hold the only copy).
+            let hit = || asked.iter().any(|a| matches!(a.read, NodeRead::Hit(_)));
+            if hedged && asked.len() >= enough && hit() {
+                break;
+            }
+        }
+        if !calls.is_empty() {
+            Stragglers::new(calls, None, deadline_at).spawn();
         }
         asked
     }

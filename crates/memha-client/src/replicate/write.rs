@@ -169,6 +169,7 @@ impl Shared {
             None,
             required,
             WRITE_GRACE,
+            self.config.stall_after,
             self.probe_timeout,
         )
         .await;
@@ -220,6 +221,7 @@ impl Shared {
             Some(key),
             required,
             WRITE_GRACE,
+            self.config.stall_after,
             self.probe_timeout,
         )
         .await;
