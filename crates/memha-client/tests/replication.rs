@@ -725,3 +725,31 @@ async fn promise_2_a_restart_seen_late_does_not_excuse_missed_writes() {
     let item = client.get(key.as_str()).await.unwrap().unwrap();
     assert_eq!(item.value, "v3");
 }
+
+/// Promise 6 for reads: a frozen node (SIGSTOP) holds no hit up for its
+/// timeout. After the hedge delay (3 ms) the read asks another node, and
+/// once the frozen one counts as stalled (20 ms with no answer) two
+/// agreeing answers are enough: a bound of hedge + stall + a recheck, far
+/// under half the 300 ms timeout the read would otherwise wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_node_holds_no_hit_up_for_its_timeout() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let client = client_of(&cluster.addrs(), ReplicationConfig::default()).await;
+    let keys: Vec<String> = (0..20).map(|i| format!("hedged:{i}")).collect();
+    for key in &keys {
+        client.set(key, "v").await.unwrap();
+    }
+    cluster.node(0).pause().unwrap();
+    for key in &keys {
+        let started = Instant::now();
+        assert_eq!(client.get(key).await.unwrap().unwrap().value, "v");
+        assert!(
+            started.elapsed() < TIMEOUT / 2,
+            "{key}: {:?}",
+            started.elapsed()
+        );
+    }
+    let stats = client.cluster().unwrap().stats();
+    assert!(stats.hedges > 0, "{stats:?}");
+    cluster.node(0).resume().unwrap();
+}

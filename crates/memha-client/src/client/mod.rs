@@ -314,7 +314,8 @@ impl Client {
         ArithmeticRequest::new(self, key, ArithmeticMode::Decrement, delta)
     }
 
-    /// Invalidates every item (`flush_all`).
+    /// Invalidates every item (`flush_all`). Over several nodes it succeeds
+    /// only once every writable node flushed, whatever the ack policy.
     pub async fn flush_all(&self) -> Result<(), Error> {
         let flush = Command::FlushAll {
             delay: None,

@@ -149,7 +149,7 @@ impl Shared {
             return Ok(());
         }
         let copy = match primary.call(MetaGet::full(key.clone()).into()).await {
-            Ok(Reply::Meta(meta)) if meta.status == MetaStatus::Value => {
+            Ok(Reply::Meta(meta)) if meta.status == MetaStatus::Value && !meta.flags.stale => {
                 let mut set = MetaSet::new(key.clone(), meta.value.unwrap_or_default());
                 if after_add {
                     set.mode = SetMode::Add;
@@ -158,8 +158,13 @@ impl Shared {
                 set.ttl = Some(Ttl::from_remaining(meta.flags.ttl.unwrap_or(-1)).exptime());
                 Command::MetaSet(set)
             }
-            // Gone already (expired, evicted, deleted by a CAS delete): gone everywhere.
-            Ok(_) => Command::MetaDelete(MetaDelete::new(key.clone())),
+            // Gone already (expired, evicted, deleted since): gone everywhere,
+            // leaving a tombstone like any delete.
+            Ok(_) => {
+                let mut delete = MetaDelete::new(key.clone());
+                self.leave_tombstone(&mut delete);
+                Command::MetaDelete(delete)
+            }
             Err(error) => {
                 // Without the primary's copy the others cannot be brought up to date:
                 // they must not serve an older copy either.

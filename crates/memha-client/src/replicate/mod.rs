@@ -3,13 +3,17 @@
 //!
 //! It answers the same [`Command`]s as a single node, so the [`Client`]
 //! facade and any layer around it work unchanged over a cluster:
-//! - `ms` (plain set), `md`, `mg` with `T` (touch) and `flush_all` go to every
-//!   writable node (Up or Rejoining) under the [`AckPolicy`]; the keys Down
-//!   nodes miss are journaled for their return, and every node that misses
-//!   a write is named in the key's stale marker on the nodes that stored
-//!   it before the write is acknowledged (docs/consistency.md);
-//! - `mg` asks a subset of Up nodes (the key's primary first), asks the
-//!   others before answering a miss; when copies disagree it asks every Up
+//! - `ms` (plain set), `md` and `mg` with `T` (touch) go to every writable
+//!   node (Up or Rejoining) under the [`AckPolicy`]; the keys Down nodes
+//!   miss are journaled for their return, and every node that misses a
+//!   write (a set does not wait for a stalled one) is named in the key's
+//!   stale marker on the nodes that stored it before the write is
+//!   acknowledged (docs/consistency.md); `flush_all` needs every writable
+//!   node, whatever the policy;
+//! - `mg` asks a subset of Up nodes (the key's primary first, stalled
+//!   secondaries last), asks another node in place of one silent after the
+//!   hedge delay, asks the others before answering a miss; when copies
+//!   disagree it asks every Up
 //!   node and the stale markers, lets marked copies lose, and repairs nodes
 //!   that missed (`ME`, never clobbering a newer write) or diverged
 //!   (CAS-guarded set, or delete of a stale copy);

@@ -70,16 +70,20 @@ impl Shared {
         caller: MetaGet,
         first_hit: Option<oneshot::Sender<Reply>>,
     ) -> Result<Reply, Error> {
-        self.read_resolved(caller, first_hit)
+        self.read_resolved(caller, first_hit, true)
             .await
             .map(|read| read.reply)
     }
 
     /// A read, and what it saw of the key's primary.
+    ///
+    /// A read that primes a coordinated operation does not hedge: the
+    /// primary it primes must answer (it decides next anyway).
     async fn read_resolved(
         &self,
         caller: MetaGet,
         mut first_hit: Option<oneshot::Sender<Reply>>,
+        hedge: bool,
     ) -> Result<ResolvedRead, Error> {
         let members = self.members.snapshot();
         let mut up = Placement::of(&members, caller.key.as_bytes()).into_readable();
@@ -90,10 +94,11 @@ impl Shared {
         let wanted = self.config.read_count(up.len());
         rotate_secondaries(&mut up);
         let wanted = catching_up_first(&mut up, wanted, self.config.catch_up_window);
-        // Nodes that stopped answering last, so the subset avoids them.
+        // Secondaries that stopped answering last, so the subset avoids
+        // them; the primary stays first (its copy decides divergences).
         let stall_after = self.config.stall_after;
-        if up.iter().any(|m| m.is_stalled(stall_after)) {
-            up.sort_by_key(|m| m.is_stalled(stall_after));
+        if hedge && up.iter().skip(1).any(|m| m.is_stalled(stall_after)) {
+            up[1..].sort_by_key(|m| m.is_stalled(stall_after));
         }
         let (first, rest) = up.split_at(wanted);
         let mut get = caller.clone();
@@ -104,29 +109,19 @@ impl Shared {
         // other node to disagree with it.
         let alone = up.len() == 1;
         let mut rest = rest;
+        let mut spares = if hedge { rest } else { &[][..] };
         let mut asked = self
-            .ask(
-                first,
-                &mut rest,
-                first.len(),
-                &command,
-                &mut first_hit,
-                alone,
-            )
+            .ask(first, &mut spares, &command, &mut first_hit, alone)
             .await;
+        if hedge {
+            rest = spares;
+        }
         if !asked.iter().any(|a| matches!(a.read, NodeRead::Hit(_))) && !rest.is_empty() {
             self.counters
                 .record(Event::MissFailover { key: &caller.key });
             let failover = std::mem::take(&mut rest);
             let more = self
-                .ask(
-                    failover,
-                    &mut rest,
-                    failover.len(),
-                    &command,
-                    &mut first_hit,
-                    false,
-                )
+                .ask(failover, &mut rest, &command, &mut first_hit, false)
                 .await;
             asked.extend(more);
         }
@@ -135,7 +130,7 @@ impl Shared {
         let mut marked = Marked::default();
         if resolve::disagree(&asked) {
             let (more, known) = futures_util::future::join(
-                self.ask(rest, &mut &[][..], rest.len(), &command, &mut None, false),
+                self.ask(rest, &mut &[][..], &command, &mut None, false),
                 self.marked(&caller.key, &up),
             )
             .await;
@@ -270,15 +265,20 @@ impl Shared {
     /// to `first_hit` the first hit a second node agrees with (any hit when
     /// `alone`) as soon as it comes.
     ///
-    /// Nodes still silent after the hedge delay are replaced by as many of
-    /// `spares` (which are taken off it); from then on, `enough` answers
-    /// with a hit among them end the round, and the silent nodes finish in
-    /// the background, their timeouts counted against their node.
+    /// Nodes still silent after the hedge delay are joined by as many of
+    /// `spares` (which are taken off it). The round then ends without the
+    /// silent nodes only once they are stalled (no answer on their
+    /// connection for `stall_after`: a fault, not a slow moment) and the
+    /// answers are unanimous on a live copy, as for a read that asked those
+    /// nodes only. Anything else waits for every node asked: resolving a
+    /// disagreement needs them all, a silent one may hold the only copy
+    /// not known to be stale, and a node that is merely slow is repaired by
+    /// the read as usual. The silent nodes finish in the background, their
+    /// timeouts counted against their node.
     async fn ask<'a>(
         &self,
         nodes: &[&'a Arc<Member>],
         spares: &mut &[&'a Arc<Member>],
-        enough: usize,
         command: &Command,
         first_hit: &mut Option<oneshot::Sender<Reply>>,
         alone: bool,
@@ -294,8 +294,9 @@ impl Shared {
         for &member in nodes {
             calls.push(member, member.start(command.clone()));
         }
-        let hedge = self.config.hedge_after;
-        if !hedge.is_zero() && (!spares.is_empty() || enough < nodes.len()) {
+        let (hedge, stall_after) = (self.config.hedge_after, self.config.stall_after);
+        let recheck = (stall_after / 4).max(Duration::from_millis(1));
+        if !hedge.is_zero() && !stall_after.is_zero() && !spares.is_empty() {
             calls.hedge_at(Instant::now() + hedge);
         }
         let mut hedged = false;
@@ -304,14 +305,21 @@ impl Shared {
             let (member, answer) = match step {
                 Step::Answer(member, answer) => (member, answer),
                 Step::Hedge => {
-                    let silent = calls.pending_nodes().count().min(spares.len());
-                    let (extra, left) = spares.split_at(silent);
-                    *spares = left;
-                    for &member in extra {
-                        calls.push(member, member.start(command.clone()));
+                    if !hedged {
+                        let silent = calls.pending_nodes().count().min(spares.len());
+                        let (extra, left) = spares.split_at(silent);
+                        *spares = left;
+                        for &member in extra {
+                            calls.push(member, member.start(command.clone()));
+                        }
+                        self.counters.record(Event::Hedged { nodes: silent });
+                        hedged = true;
                     }
-                    self.counters.record(Event::Hedged { nodes: silent });
-                    hedged = true;
+                    if self.may_leave(&asked, &calls) {
+                        break;
+                    }
+                    // Look again once the silent nodes may count as stalled.
+                    calls.hedge_at(Instant::now() + recheck);
                     continue;
                 }
             };
@@ -331,10 +339,7 @@ impl Shared {
                 }
             }
             asked.push(read);
-            // Only hits end the round early: before answering a miss, every
-            // node asked is awaited (a silent one may hold the only copy).
-            let hit = || asked.iter().any(|a| matches!(a.read, NodeRead::Hit(_)));
-            if hedged && asked.len() >= enough && hit() {
+            if hedged && self.may_leave(&asked, &calls) {
                 break;
             }
         }
@@ -342,6 +347,12 @@ impl Shared {
             Stragglers::new(calls, None, deadline_at).spawn();
         }
         asked
+    }
+
+    /// Whether a hedged round may end without the nodes still silent.
+    fn may_leave(&self, asked: &[Asked<'_>], calls: &Calls<'_, &Arc<Member>>) -> bool {
+        let stall_after = self.config.stall_after;
+        unanimous_live(asked) && calls.pending_nodes().all(|m| m.is_stalled(stall_after))
     }
 }
 
@@ -453,7 +464,7 @@ impl Shared {
         for_add: bool,
     ) -> Result<Primed, Error> {
         let caller = MetaGet::full(key.clone());
-        let read = self.read_resolved(caller.clone(), None).await?;
+        let read = self.read_resolved(caller.clone(), None, false).await?;
         // A live copy was read during the call: an add is refused at once.
         // Asking the primary instead could find it emptied by a restart
         // since it answered.
@@ -509,6 +520,25 @@ impl Shared {
         }
         Ok(primed)
     }
+}
+
+/// Whether the answers are two or more, all the same live copy (no miss,
+/// failure or tombstone among them): nothing for the read to resolve, as
+/// when it asks those nodes only.
+fn unanimous_live(asked: &[Asked<'_>]) -> bool {
+    fn live<'c>(a: &'c Asked<'_>) -> Option<&'c Copy> {
+        match &a.read {
+            NodeRead::Hit(copy) if !copy.server_stale => Some(copy),
+            _ => None,
+        }
+    }
+    let Some(first) = asked.first().and_then(live) else {
+        return false;
+    };
+    asked.len() >= 2
+        && asked[1..]
+            .iter()
+            .all(|a| live(a).is_some_and(|copy| resolve::same(first, copy)))
 }
 
 /// One node's answer to a read.

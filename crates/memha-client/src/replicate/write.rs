@@ -43,10 +43,7 @@ impl Shared {
     /// deleted if any node had the key.
     pub(super) async fn delete(&self, mut delete: MetaDelete) -> Result<Reply, Error> {
         let key = delete.key.clone();
-        if !self.config.tombstone.is_zero() {
-            delete.invalidate = true;
-            delete.ttl = Some(tombstone_exptime(self.config.tombstone));
-        }
+        self.leave_tombstone(&mut delete);
         let members = self.members.snapshot();
         let placement = Placement::of(&members, key.as_bytes());
         let targets = self.targets(&members, &placement, &key)?;
@@ -121,8 +118,7 @@ impl Shared {
                 if let resolve::NodeRead::Hit(copy) = &a.read {
                     if copy.server_stale {
                         let mut delete = MetaDelete::new(key.clone());
-                        delete.invalidate = true;
-                        delete.ttl = Some(tombstone_exptime(self.config.tombstone));
+                        self.leave_tombstone(&mut delete);
                         delete.compare_cas = Some(copy.cas);
                         let _ = a.member.call(Command::MetaDelete(delete)).await;
                     }
@@ -162,14 +158,16 @@ impl Shared {
         if targets.is_empty() {
             return Err(self.no_nodes(&members));
         }
-        let required = self.config.ack.required(targets.len());
+        // Every writable node, whatever the ack policy: a node that kept its
+        // items would serve them again, and no marker covers a whole node.
+        let required = targets.len();
         let mut gathered = fanout::write(
             &targets,
             &command,
             None,
             required,
             WRITE_GRACE,
-            self.config.stall_after,
+            Duration::ZERO,
             self.probe_timeout,
         )
         .await;
@@ -178,6 +176,14 @@ impl Shared {
         }
         self.check_acks(&gathered, required)?;
         Ok(Reply::Ok)
+    }
+
+    /// Makes `delete` leave a tombstone, when tombstones are on.
+    pub(super) fn leave_tombstone(&self, delete: &mut MetaDelete) {
+        if !self.config.tombstone.is_zero() {
+            delete.invalidate = true;
+            delete.ttl = Some(tombstone_exptime(self.config.tombstone));
+        }
     }
 
     /// The nodes a write of `key` goes to, and those that miss it.
@@ -215,13 +221,20 @@ impl Shared {
             .ack
             .required(targets.writable.len() + extra)
             .saturating_sub(extra);
+        // A set's outcome is the same whoever stores it: a stalled node is
+        // not waited for. A delete's or touch's outcome (found or not) may
+        // rest on the one node that holds the key: it gets the grace.
+        let stall_after = match command {
+            Command::MetaSet(_) => self.config.stall_after,
+            _ => Duration::ZERO,
+        };
         let mut gathered = fanout::write(
             &targets.writable,
             command,
             Some(key),
             required,
             WRITE_GRACE,
-            self.config.stall_after,
+            stall_after,
             self.probe_timeout,
         )
         .await;
