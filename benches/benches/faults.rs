@@ -33,8 +33,10 @@
 //! fresh servers:
 //!
 //! - `default`: the library's defaults;
-//! - `all`: [`AckPolicy::All`] and a 1 s per-node timeout, the behaviour
-//!   before the `Quorum` default: a write waits for every writable node.
+//! - `all`: [`AckPolicy::All`], a 1 s per-node timeout, no hedged reads
+//!   and no stall detection: the behaviour before this round's defaults,
+//!   where a write waits for every writable node and a read for every
+//!   node it asked.
 //!
 //! Run it with `cargo xtask bench --faults [ARGS]`, or
 //! `cargo bench -p memha-benches --bench faults -- [ARGS]`; ARGS:
@@ -221,16 +223,21 @@ impl Config {
                 "the library's defaults (ack {:?})",
                 ReplicationConfig::default().ack
             ),
-            Config::All => "ack All, the behaviour before the Quorum default".to_owned(),
+            Config::All => {
+                "ack All, no hedging or stall detection: the behaviour before".to_owned()
+            }
         }
     }
 
     fn builder(self) -> ClientBuilder {
         match self {
             Config::Default => Client::builder(),
-            Config::All => Client::builder()
-                .timeout(OLD_TIMEOUT)
-                .replication(ReplicationConfig::default().ack(AckPolicy::All)),
+            Config::All => Client::builder().timeout(OLD_TIMEOUT).replication(
+                ReplicationConfig::default()
+                    .ack(AckPolicy::All)
+                    .hedge_after(Duration::ZERO)
+                    .stall_after(Duration::ZERO),
+            ),
         }
     }
 }

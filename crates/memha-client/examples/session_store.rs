@@ -9,8 +9,9 @@
 //! cargo run -p memha-client --example session_store
 //! ```
 //!
-//! Every session is written to every healthy node and survives the loss of
-//! all but one of them; reads repair the nodes that missed it, copying its
+//! Every session is written to every healthy node (acknowledged once a
+//! majority stored it) and survives the loss of all but one of the nodes
+//! that stored it; reads repair the nodes that missed it, copying its
 //! remaining TTL. Session ids come from `add`, which the key's primary
 //! node decides, so two creations never share an id; updates are
 //! compare-and-swap, so concurrent updates of one session never lose one.

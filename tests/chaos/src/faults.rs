@@ -6,9 +6,11 @@
 //! nodes A and B were up, then A and B restarted one after the other, is
 //! legitimately lost even though at most one node was ever down at a time.
 //! Keeping one node untouched keeps every acknowledged write on at least
-//! one live, reachable node for the whole run (with acknowledgement by
-//! every writable node, the anchor holds every acknowledged write), so the
-//! checker can demand that no acknowledged write is ever lost. Every other
+//! one live, reachable node for the whole run: the anchor is sent every
+//! write, and one it fails takes it Down in the writer's view (which the
+//! checker sees and lets excuse a loss), while one it answers late is
+//! still applied there. So the checker can demand that no acknowledged
+//! write is ever lost. Every other
 //! node may be faulty at once: up to n-1 nodes of n; with
 //! [`FaultPlan::single`], one at a time.
 //!

@@ -10,9 +10,11 @@ pub enum AckPolicy {
     /// was Up; one node that fails it fails the write (`PartialWrite`).
     All,
     /// A majority of the writable nodes (the default): the others are given
-    /// 50 ms more, and those still silent or failing are recorded as missing
-    /// the write (stale markers, journal) before it is acknowledged, so one
-    /// faulty node fails no write.
+    /// 50 ms more (a set gives none to a stalled node, see
+    /// [`ReplicationConfig::stall_after`]), and those still silent or
+    /// failing are recorded as missing the write (stale markers, journal)
+    /// before it is acknowledged, so with 3 or more nodes one faulty node
+    /// fails no write. (A majority of 2 is both.)
     #[default]
     Quorum,
     /// Any one node.
@@ -200,15 +202,22 @@ impl ReplicationConfig {
     /// Sets how long a read waits for a node before asking another.
     ///
     /// memcached answers in well under a millisecond; a node that has not
-    /// answered a read after this long is likely paused, cut off or
-    /// overloaded. The read then asks as many other Up nodes as are still
-    /// silent, decides from the first answers of as many nodes as it meant
-    /// to ask, and leaves the silent ones to finish (and time out against
-    /// their node) in the background. Each hedge costs one more request;
-    /// while the nodes are healthy, a read is hedged only when an answer
-    /// is slower than this (under 1% of reads on the benchmark machine).
-    /// Timers have millisecond resolution, so the delay is 1-2 ms more than
-    /// set. Zero never hedges.
+    /// answered a read after this long may be paused, cut off or just
+    /// slow. The read then also asks as many other Up nodes as are still
+    /// silent. It stops waiting for the silent ones only once they are
+    /// stalled (see [`stall_after`](Self::stall_after): a fault, not a slow
+    /// moment) and every answer is the same live copy; otherwise it waits
+    /// for every node it asked, as without hedging: a miss or a
+    /// disagreement is only answered with every node heard, since a silent
+    /// node may hold the only current copy. So a frozen node delays a hit
+    /// by about the stall time, and a miss, until the node is Down, by its
+    /// timeout. The silent calls finish (and time out against their node)
+    /// in the background. Each hedge costs one more request: while the
+    /// nodes are healthy, only reads slower than this (node requests per
+    /// op unchanged at 2.10 in the benchmark). Reads that prime a
+    /// coordinated operation never hedge. Timers have millisecond
+    /// resolution, so the delay is 1-2 ms more than set. Zero never
+    /// hedges; hedging also needs `stall_after`.
     pub fn hedge_after(mut self, delay: Duration) -> Self {
         self.hedge_after = delay;
         self
@@ -218,11 +227,16 @@ impl ReplicationConfig {
     /// as stalled.
     ///
     /// A node whose connection has had requests outstanding with no answer
-    /// read for this long is asked by reads only when no other Up node
-    /// remains, and writes that met their ack policy do not give it the
-    /// 50 ms grace: it is recorded as missing them at once. It stays Up
-    /// (a stall alone never takes it Down: its timeouts do), and is used
-    /// as before as soon as it answers again. Zero turns it off.
+    /// read for this long is stalled: a read asks it only after the other
+    /// Up nodes (unless it is the key's primary, which is always asked), a
+    /// hedged read may answer without it (see
+    /// [`hedge_after`](Self::hedge_after)), and a set that met its ack
+    /// policy does not give it the 50 ms grace: it is recorded as missing
+    /// the set at once (and the record removed if it applies the set after
+    /// all). Deletes and touches still give it the grace: whether they
+    /// found the key may rest on that node. It stays Up (a stall alone
+    /// never takes it Down: its timeouts do), and counts as before as soon
+    /// as it answers again. Zero turns it off (and with it hedging).
     pub fn stall_after(mut self, after: Duration) -> Self {
         self.stall_after = after;
         self
