@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use memha_client::{
-    AckPolicy, Client, HealthConfig, NodeState, ReplicationConfig, StoreOutcome, Ttl,
+    AckPolicy, Client, DeleteOutcome, HealthConfig, NodeState, ReplicationConfig, StoreOutcome, Ttl,
 };
 use memha_discovery::{async_trait, NodeAddr, NodeSource};
 use memha_tests::{raw_roundtrip, FaultProxy, MemcachedCluster, ProxyMode};
@@ -751,5 +751,59 @@ async fn a_frozen_node_holds_no_hit_up_for_its_timeout() {
     }
     let stats = client.cluster().unwrap().stats();
     assert!(stats.hedges > 0, "{stats:?}");
+    cluster.node(0).resume().unwrap();
+}
+
+/// A miss needs every Up node heard; a frozen node is stalled after 20 ms
+/// of silence, and then the read answers from the others as it would with
+/// the node Down: keys never written, deleted before the freeze and deleted
+/// during it all read as missing, without waiting for the node's timeout
+/// (2 s here, so the node stays Up throughout: without this, each read
+/// waits the whole timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_node_holds_no_miss_up_for_its_timeout() {
+    const LONG: Duration = Duration::from_secs(2);
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let client = Client::builder()
+        .nodes(cluster.addrs())
+        .timeout(LONG)
+        .health(fast_health())
+        .build()
+        .await
+        .unwrap();
+    let keys = |prefix: &str| -> Vec<String> { (0..5).map(|i| format!("{prefix}:{i}")).collect() };
+    let (before, during, never) = (keys("before"), keys("during"), keys("never"));
+    for key in before.iter().chain(&during) {
+        client.set(key, "v").await.unwrap();
+    }
+    for key in &before {
+        assert_eq!(
+            client.delete(key).await.unwrap(),
+            DeleteOutcome::Deleted,
+            "{key}"
+        );
+    }
+    cluster.node(0).pause().unwrap();
+    let frozen = Instant::now();
+    for key in &during {
+        assert_eq!(
+            client.delete(key).await.unwrap(),
+            DeleteOutcome::Deleted,
+            "{key}"
+        );
+    }
+    for key in before.iter().chain(&during).chain(&never) {
+        let started = Instant::now();
+        assert_eq!(client.get(key).await.unwrap(), None, "{key}");
+        assert!(
+            started.elapsed() < LONG / 4,
+            "{key}: {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(
+        frozen.elapsed() < LONG,
+        "the node may have gone Down meanwhile"
+    );
     cluster.node(0).resume().unwrap();
 }

@@ -105,13 +105,17 @@ impl Shared {
         (get.value, get.client_flags, get.ttl, get.cas) = (true, true, true, true);
         let command = Command::MetaGet(get);
 
-        // A lone node's hit may be forwarded at once only when there is no
-        // other node to disagree with it.
-        let alone = up.len() == 1;
         let mut rest = rest;
         let mut spares = if hedge { rest } else { &[][..] };
+        let round = Round {
+            prior: &[],
+            up: up.len(),
+            nodes: members.len(),
+            catch_up_window: self.config.catch_up_window,
+            hedge,
+        };
         let mut asked = self
-            .ask(first, &mut spares, &command, &mut first_hit, alone)
+            .ask(first, &mut spares, &command, &mut first_hit, round)
             .await;
         if hedge {
             rest = spares;
@@ -120,8 +124,12 @@ impl Shared {
             self.counters
                 .record(Event::MissFailover { key: &caller.key });
             let failover = std::mem::take(&mut rest);
+            let round = Round {
+                prior: &asked,
+                ..round
+            };
             let more = self
-                .ask(failover, &mut rest, &command, &mut first_hit, false)
+                .ask(failover, &mut rest, &command, &mut first_hit, round)
                 .await;
             asked.extend(more);
         }
@@ -129,9 +137,13 @@ impl Shared {
         // knows to be stale. Ask every Up node, and read what is known.
         let mut marked = Marked::default();
         if resolve::disagree(&asked) {
+            let round = Round {
+                prior: &asked,
+                ..round
+            };
             let (more, known) = futures_util::future::join(
-                self.ask(rest, &mut &[][..], &command, &mut None, false),
-                self.marked(&caller.key, &up),
+                self.ask(rest, &mut &[][..], &command, &mut None, round),
+                self.marked(&caller.key, &up, hedge.then_some(members.len() / 2)),
             )
             .await;
             asked.extend(more);
@@ -263,25 +275,22 @@ impl Shared {
 
     /// Asks every node in `nodes` at once, under one deadline, forwarding
     /// to `first_hit` the first hit a second node agrees with (any hit when
-    /// `alone`) as soon as it comes.
+    /// it is the only Up node) as soon as it comes.
     ///
-    /// Nodes still silent after the hedge delay are joined by as many of
-    /// `spares` (which are taken off it). The round then ends without the
-    /// silent nodes only once they are stalled (no answer on their
-    /// connection for `stall_after`: a fault, not a slow moment) and the
-    /// answers are unanimous on a live copy, as for a read that asked those
-    /// nodes only. Anything else waits for every node asked: resolving a
-    /// disagreement needs them all, a silent one may hold the only copy
-    /// not known to be stale, and a node that is merely slow is repaired by
-    /// the read as usual. The silent nodes finish in the background, their
-    /// timeouts counted against their node.
+    /// With `round.hedge`, nodes still silent after the hedge delay are
+    /// joined by as many of `spares` (which are taken off it), and the
+    /// round may end without nodes that are *stalled* (no answer on their
+    /// connection for `stall_after`: a fault, not a slow moment), as a
+    /// read that found them Down would (see [`Round::settle`]). Otherwise
+    /// every node asked is awaited. The silent nodes finish in the
+    /// background, their timeouts counted against their node.
     async fn ask<'a>(
         &self,
         nodes: &[&'a Arc<Member>],
         spares: &mut &[&'a Arc<Member>],
         command: &Command,
         first_hit: &mut Option<oneshot::Sender<Reply>>,
-        alone: bool,
+        round: Round<'_, 'a>,
     ) -> Vec<Asked<'a>> {
         let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
         let deadline_at = deadline.deadline();
@@ -295,11 +304,14 @@ impl Shared {
             calls.push(member, member.start(command.clone()));
         }
         let (hedge, stall_after) = (self.config.hedge_after, self.config.stall_after);
+        let watch = round.hedge && !stall_after.is_zero();
         let recheck = (stall_after / 4).max(Duration::from_millis(1));
-        if !hedge.is_zero() && !stall_after.is_zero() && !spares.is_empty() {
-            calls.hedge_at(Instant::now() + hedge);
+        let mut hedged = hedge.is_zero() || spares.is_empty();
+        if watch {
+            // One timer: the hedge, then looks at the silent nodes.
+            calls.hedge_at(Instant::now() + if hedged { recheck } else { hedge });
         }
-        let mut hedged = false;
+        let mut watching = false;
         let mut asked: Vec<Asked<'a>> = Vec::with_capacity(nodes.len());
         while let Some(step) = calls.next_step().await {
             let (member, answer) = match step {
@@ -307,16 +319,16 @@ impl Shared {
                 Step::Hedge => {
                     if !hedged {
                         let silent = calls.pending_nodes().count().min(spares.len());
-                        let (extra, left) = spares.split_at(silent);
-                        *spares = left;
-                        for &member in extra {
-                            calls.push(member, member.start(command.clone()));
-                        }
-                        self.counters.record(Event::Hedged { nodes: silent });
+                        self.ask_spares(&mut calls, spares, silent, command);
                         hedged = true;
                     }
-                    if self.may_leave(&asked, &calls) {
-                        break;
+                    watching = true;
+                    match round.settle(&asked, &calls, !spares.is_empty(), stall_after) {
+                        Settle::Leave => break,
+                        Settle::AskSpares => {
+                            self.ask_spares(&mut calls, spares, spares.len(), command)
+                        }
+                        Settle::Wait => {}
                     }
                     // Look again once the silent nodes may count as stalled.
                     calls.hedge_at(Instant::now() + recheck);
@@ -326,9 +338,9 @@ impl Shared {
             let read = asked_of(member, answer);
             // A lone hit may be a copy another client knows to be stale:
             // forward a hit early only once a second node agrees with it,
-            // or when it is the only node there is (`alone`).
+            // or when it is the only node there is.
             if let (Some(_), NodeRead::Hit(copy)) = (&first_hit, &read.read) {
-                let agreed = alone
+                let agreed = round.up == 1
                     || asked
                         .iter()
                         .any(|a| matches!(&a.read, NodeRead::Hit(c) if resolve::same(c, copy)));
@@ -339,8 +351,12 @@ impl Shared {
                 }
             }
             asked.push(read);
-            if hedged && self.may_leave(&asked, &calls) {
-                break;
+            if watching && !calls.is_empty() {
+                match round.settle(&asked, &calls, !spares.is_empty(), stall_after) {
+                    Settle::Leave => break,
+                    Settle::AskSpares => self.ask_spares(&mut calls, spares, spares.len(), command),
+                    Settle::Wait => {}
+                }
             }
         }
         if !calls.is_empty() {
@@ -349,10 +365,98 @@ impl Shared {
         asked
     }
 
-    /// Whether a hedged round may end without the nodes still silent.
-    fn may_leave(&self, asked: &[Asked<'_>], calls: &Calls<'_, &Arc<Member>>) -> bool {
-        let stall_after = self.config.stall_after;
-        unanimous_live(asked) && calls.pending_nodes().all(|m| m.is_stalled(stall_after))
+    /// Asks the first `count` of `spares` too (taking them off it).
+    fn ask_spares<'a>(
+        &self,
+        calls: &mut Calls<'_, &'a Arc<Member>>,
+        spares: &mut &[&'a Arc<Member>],
+        count: usize,
+        command: &Command,
+    ) {
+        let (extra, left) = spares.split_at(count);
+        *spares = left;
+        for &member in extra {
+            calls.push(member, member.start(command.clone()));
+        }
+        if count > 0 {
+            self.counters.record(Event::Hedged { nodes: count });
+        }
+    }
+}
+
+/// One round of a read: what came before it and what it may do.
+#[derive(Clone, Copy)]
+struct Round<'p, 'a> {
+    /// The answers of the read's earlier rounds.
+    prior: &'p [Asked<'a>],
+    /// How many nodes are Up for the key.
+    up: usize,
+    /// How many nodes the cluster has, Up or not.
+    nodes: usize,
+    /// [`ReplicationConfig::catch_up_window`](super::ReplicationConfig::catch_up_window).
+    catch_up_window: Duration,
+    /// Whether the round may hedge and end without stalled nodes (not for
+    /// a read that primes a coordinated operation: the primary it primes
+    /// must answer, it decides next).
+    hedge: bool,
+}
+
+/// What a round does about the nodes still silent.
+enum Settle {
+    /// End without them: they finish in the background.
+    Leave,
+    /// Ask the spare nodes too, then look again.
+    AskSpares,
+    /// Keep waiting.
+    Wait,
+}
+
+impl Round<'_, '_> {
+    /// A round ends without its silent nodes only when every one of them is
+    /// stalled, and then only where the read would decide the same had it
+    /// found them Down (at most one fault: the read still meets a node
+    /// holding every acknowledged write and one holding its marker):
+    /// - the answers so far are two or more, all the same live copy: as a
+    ///   read that asked only those nodes;
+    /// - otherwise (a miss, a disagreement), once every other Up node has
+    ///   been asked and more than half of all the nodes answered, not
+    ///   counting nodes catching up (they lack what was written while they
+    ///   were away): as a read with the silent nodes Down, which asks
+    ///   every Up node before a miss or a resolution. Every write
+    ///   acknowledged while at most one node was faulty is on a majority
+    ///   of the nodes, so one of those answers holds it. Two stalled nodes
+    ///   of three, or a node stalled beside one Down or catching up, wait.
+    fn settle(
+        &self,
+        asked: &[Asked<'_>],
+        calls: &Calls<'_, &Arc<Member>>,
+        spares_left: bool,
+        stall_after: Duration,
+    ) -> Settle {
+        if !self.hedge || !calls.pending_nodes().all(|m| m.is_stalled(stall_after)) {
+            return Settle::Wait;
+        }
+        if self.prior.is_empty() && unanimous_live(asked) {
+            return Settle::Leave;
+        }
+        if spares_left {
+            return Settle::AskSpares;
+        }
+        // Nodes catching up after a fault lack what was written meanwhile:
+        // their misses are no evidence.
+        let heard = self
+            .prior
+            .iter()
+            .chain(asked)
+            .filter(|a| {
+                !matches!(a.read, NodeRead::Failed)
+                    && !a.member.is_catching_up(self.catch_up_window)
+            })
+            .count();
+        match heard > self.nodes / 2 {
+            true => Settle::Leave,
+            false => Settle::Wait,
+        }
     }
 }
 

@@ -17,12 +17,14 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::time::Instant;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaSet, MetaStatus, Reply, SetMode};
 
 use super::counters::Event;
-use super::fanout::{Calls, Order};
+use super::fanout::{Calls, Order, Step, Stragglers};
 use super::members::Member;
 use super::placement;
 use super::Shared;
@@ -186,31 +188,19 @@ impl Shared {
         append.mode = SetMode::Append;
         let mut stored = 0;
         let mut exists = Vec::new();
-        {
-            let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
-            let mut calls = Calls::new(deadline.as_mut(), self.probe_timeout, Order::Sent);
-            for &holder in holders {
-                calls.push(holder, holder.start(Command::MetaSet(add.clone())));
-            }
-            while let Some((holder, answer)) = calls.next().await {
-                match answer {
-                    Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored => stored += 1,
-                    Ok(Reply::Meta(m)) if m.status == MetaStatus::NotStored => exists.push(holder),
-                    _ => {}
-                }
-            }
-        }
+        self.on_holders(holders, &add, stored, |holder, answer| match answer {
+            Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored => stored += 1,
+            Ok(Reply::Meta(m)) if m.status == MetaStatus::NotStored => exists.push(holder),
+            _ => {}
+        })
+        .await;
         if !exists.is_empty() {
-            let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
-            let mut calls = Calls::new(deadline.as_mut(), self.probe_timeout, Order::Sent);
-            for holder in exists {
-                calls.push(holder, holder.start(Command::MetaSet(append.clone())));
-            }
-            while let Some((_, answer)) = calls.next().await {
+            self.on_holders(&exists, &append, stored, |_, answer| {
                 if matches!(answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored) {
                     stored += 1;
                 }
-            }
+            })
+            .await;
         }
         self.counters.record(Event::Marked {
             key,
@@ -228,22 +218,95 @@ impl Shared {
         .with_detail("no node stored the record of the nodes that missed the write"))
     }
 
+    /// Sends `command` to every one of `holders` and hands each answer to
+    /// `each`. Every holder is awaited (so the record is on each that
+    /// answers: readers pass stalled nodes over), except ones that are
+    /// stalled once a holder (`stored_before` or since) stored it: they
+    /// finish in the background.
+    async fn on_holders<'h>(
+        &self,
+        holders: &[&'h Arc<Member>],
+        command: &MetaSet,
+        stored_before: usize,
+        mut each: impl FnMut(&'h Arc<Member>, Result<Reply, Error>),
+    ) {
+        let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
+        let deadline_at = deadline.deadline();
+        let mut calls = Calls::new(deadline.as_mut(), self.probe_timeout, Order::Sent);
+        for &holder in holders {
+            calls.push(holder, holder.start(Command::MetaSet(command.clone())));
+        }
+        let stall_after = self.config.stall_after;
+        let recheck = (stall_after / 4).max(Duration::from_millis(1));
+        if !stall_after.is_zero() {
+            calls.hedge_at(Instant::now() + recheck);
+        }
+        let mut stored = stored_before;
+        while let Some(step) = calls.next_step().await {
+            match step {
+                Step::Answer(holder, answer) => {
+                    if matches!(&answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored) {
+                        stored += 1;
+                    }
+                    each(holder, answer);
+                }
+                Step::Hedge => {
+                    if stored > 0 && calls.pending_nodes().all(|m| m.is_stalled(stall_after)) {
+                        Stragglers::new(calls, None, deadline_at).spawn();
+                        break;
+                    }
+                    calls.hedge_at(Instant::now() + recheck);
+                }
+            }
+        }
+    }
+
     /// Reads `key`'s markers from `nodes`: the nodes known to hold a stale
-    /// copy. A node that fails to answer adds nothing.
-    pub(super) async fn marked(&self, key: &Key, nodes: &[&Arc<Member>]) -> Marked {
+    /// copy. A node that fails to answer adds nothing. With `leave_after`,
+    /// the round ends without nodes that are stalled once more than that
+    /// many answered: with at most one faulty node, every other node that
+    /// stored a write holds its marker (the writer waited for them all).
+    pub(super) async fn marked(
+        &self,
+        key: &Key,
+        nodes: &[&Arc<Member>],
+        leave_after: Option<usize>,
+    ) -> Marked {
         let mut get = MetaGet::new(marker_key(key));
         get.value = true;
         let command = Command::MetaGet(get);
         let mut marked = Marked::default();
         let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
+        let deadline_at = deadline.deadline();
         let mut calls = Calls::new(deadline.as_mut(), self.probe_timeout, Order::Sent);
         for &node in nodes {
             calls.push(node, node.start(command.clone()));
         }
-        while let Some((_, answer)) = calls.next().await {
-            if let Ok(Reply::Meta(meta)) = answer {
-                if let (MetaStatus::Value, Some(value)) = (meta.status, &meta.value) {
-                    marked.add(&parse_entries(value));
+        let stall_after = self.config.stall_after;
+        let watch = leave_after.is_some() && !stall_after.is_zero();
+        let recheck = (stall_after / 4).max(Duration::from_millis(1));
+        if watch {
+            calls.hedge_at(Instant::now() + recheck);
+        }
+        let mut answered = 0;
+        while let Some(step) = calls.next_step().await {
+            match step {
+                Step::Answer(_, answer) => {
+                    answered += 1;
+                    if let Ok(Reply::Meta(meta)) = answer {
+                        if let (MetaStatus::Value, Some(value)) = (meta.status, &meta.value) {
+                            marked.add(&parse_entries(value));
+                        }
+                    }
+                }
+                Step::Hedge => {
+                    if leave_after.is_some_and(|enough| answered > enough)
+                        && calls.pending_nodes().all(|m| m.is_stalled(stall_after))
+                    {
+                        Stragglers::new(calls, None, deadline_at).spawn();
+                        break;
+                    }
+                    calls.hedge_at(Instant::now() + recheck);
                 }
             }
         }

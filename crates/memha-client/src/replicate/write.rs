@@ -93,7 +93,7 @@ impl Shared {
                 .copied()
                 .filter(|m| trusted.contains(&m.addr))
                 .collect();
-            marked = self.marked(&key, &up).await;
+            marked = self.marked(&key, &up, Some(members.len() / 2)).await;
         }
         let primary = placement.primary();
         let primary_index = asked
