@@ -204,20 +204,14 @@ impl ReplicationConfig {
     /// memcached answers in well under a millisecond; a node that has not
     /// answered a read after this long may be paused, cut off or just
     /// slow. The read then also asks as many other Up nodes as are still
-    /// silent. It stops waiting for the silent ones only once they are
-    /// stalled (see [`stall_after`](Self::stall_after): a fault, not a slow
-    /// moment) and every answer is the same live copy; otherwise it waits
-    /// for every node it asked, as without hedging: a miss or a
-    /// disagreement is only answered with every node heard, since a silent
-    /// node may hold the only current copy. So a frozen node delays a hit
-    /// by about the stall time, and a miss, until the node is Down, by its
-    /// timeout. The silent calls finish (and time out against their node)
-    /// in the background. Each hedge costs one more request: while the
-    /// nodes are healthy, only reads slower than this (node requests per
-    /// op unchanged at 2.10 in the benchmark). Reads that prime a
-    /// coordinated operation never hedge. Timers have millisecond
-    /// resolution, so the delay is 1-2 ms more than set. Zero never
-    /// hedges; hedging also needs `stall_after`.
+    /// silent. When it may answer without the silent ones is up to
+    /// [`stall_after`](Self::stall_after). The silent calls finish (and
+    /// time out against their node) in the background. Each hedge costs
+    /// one more request: while the nodes are healthy, only reads slower
+    /// than this (node requests per op unchanged at 2.10 in the
+    /// benchmark). Reads that prime a coordinated operation never hedge.
+    /// Timers have millisecond resolution, so the delay is 1-2 ms more
+    /// than set. Zero never hedges; hedging also needs `stall_after`.
     pub fn hedge_after(mut self, delay: Duration) -> Self {
         self.hedge_after = delay;
         self
@@ -227,16 +221,29 @@ impl ReplicationConfig {
     /// as stalled.
     ///
     /// A node whose connection has had requests outstanding with no answer
-    /// read for this long is stalled: a read asks it only after the other
-    /// Up nodes (unless it is the key's primary, which is always asked), a
-    /// hedged read may answer without it (see
-    /// [`hedge_after`](Self::hedge_after)), and a set that met its ack
-    /// policy does not give it the 50 ms grace: it is recorded as missing
-    /// the set at once (and the record removed if it applies the set after
-    /// all). Deletes and touches still give it the grace: whether they
-    /// found the key may rest on that node. It stays Up (a stall alone
-    /// never takes it Down: its timeouts do), and counts as before as soon
-    /// as it answers again. Zero turns it off (and with it hedging).
+    /// read for this long is stalled (a fault, not a slow moment). A read
+    /// asks it only after the other Up nodes (unless it is the key's
+    /// primary, which is always asked) and may answer without it, as it
+    /// would with the node Down:
+    /// - on a hit, when two or more answers are the same live copy (as a
+    ///   read that asked only those nodes);
+    /// - on a miss or a disagreement, once every other Up node was asked
+    ///   and more than half of all the nodes answered, not counting nodes
+    ///   catching up (every write acknowledged with at most one faulty
+    ///   node is on a majority). Otherwise it waits for every node asked:
+    ///   a silent node may hold the only current copy.
+    ///
+    /// So a frozen node delays a read by about this long rather than its
+    /// timeout. Reads of stale markers and the writes of them pass it over
+    /// likewise (once a majority answered, or one holder stored the
+    /// record). A set that met its ack policy does not give it the 50 ms
+    /// grace: it is recorded as missing the set at once (and the record
+    /// removed if it applies the set after all). Deletes and touches still
+    /// give it the grace: whether they found the key may rest on that
+    /// node. It stays Up (a stall alone never takes it Down: its timeouts
+    /// do), and counts as before as soon as it answers again. Reads that
+    /// prime a coordinated operation wait for every node. Zero turns it
+    /// off (and with it hedging).
     pub fn stall_after(mut self, after: Duration) -> Self {
         self.stall_after = after;
         self

@@ -149,6 +149,53 @@ impl<'d, T: Clone> Calls<'d, T> {
     }
 }
 
+/// How often a round looks whether the nodes it still waits for are
+/// stalled: a quarter of `stall_after`, at least a millisecond.
+pub(crate) fn recheck(stall_after: Duration) -> Duration {
+    (stall_after / 4).max(Duration::from_millis(1))
+}
+
+/// What [`Calls::next_watched`] gives.
+pub(crate) enum Watched<T> {
+    Answer(T, Result<Reply, Error>),
+    /// Every call left is on a stalled node.
+    OnlyStalled,
+}
+
+impl<'m> Calls<'_, &'m Arc<Member>> {
+    /// Whether every node not answered yet is stalled.
+    pub(crate) fn only_stalled_left(&self, stall_after: Duration) -> bool {
+        self.pending_nodes().all(|m| m.is_stalled(stall_after))
+    }
+
+    /// Makes [`next_watched`](Self::next_watched) look at the nodes still
+    /// silent every [`recheck`] (nothing when `stall_after` is zero).
+    pub(crate) fn watch_stalls(&mut self, stall_after: Duration) {
+        if !stall_after.is_zero() {
+            self.hedge_at(Instant::now() + recheck(stall_after));
+        }
+    }
+
+    /// The next answer, or (when `may_leave`) word that only stalled nodes
+    /// are left, for the caller to finish them in the background rather
+    /// than wait for their timeout. `None` when every call has answered.
+    pub(crate) async fn next_watched(
+        &mut self,
+        stall_after: Duration,
+        may_leave: bool,
+    ) -> Option<Watched<&'m Arc<Member>>> {
+        loop {
+            match self.next_step().await? {
+                Step::Answer(node, answer) => return Some(Watched::Answer(node, answer)),
+                Step::Hedge if may_leave && self.only_stalled_left(stall_after) => {
+                    return Some(Watched::OnlyStalled)
+                }
+                Step::Hedge => self.watch_stalls(stall_after),
+            }
+        }
+    }
+}
+
 type NodeAnswer<'a> = (&'a Arc<Member>, Result<Reply, Error>);
 
 /// The answers gathered before a fan-out returned.
@@ -241,14 +288,24 @@ pub(crate) async fn write<'a>(
         pending: Vec::new(),
         stragglers: None,
     };
-    let mut grace_ends = None;
+    // Nodes that stopped answering are not waited for: the grace ends
+    // once every node still pending is stalled (looked at every quarter
+    // of `stall_after`).
+    let mut grace_ends: Option<Instant> = None;
     loop {
         let next = match grace_ends {
             None => calls.next().await,
-            Some(at) => match tokio::time::timeout_at(at, calls.next()).await {
-                Ok(next) => next,
-                Err(_) => break,
-            },
+            Some(end) => {
+                let look = match stall_after.is_zero() {
+                    true => end,
+                    false => end.min(Instant::now() + recheck(stall_after)),
+                };
+                match tokio::time::timeout_at(look, calls.next()).await {
+                    Ok(next) => next,
+                    Err(_) if look >= end || calls.only_stalled_left(stall_after) => break,
+                    Err(_) => continue,
+                }
+            }
         };
         let Some((member, answer)) = next else { break };
         if let Some(key) = key {
@@ -257,8 +314,7 @@ pub(crate) async fn write<'a>(
         gathered.acked += usize::from(is_ack(&answer));
         gathered.answers.push((member, answer));
         if gathered.acked >= required && grace_ends.is_none() {
-            // Nodes that stopped answering are not waited for.
-            let stalled = calls.pending_nodes().all(|m| m.is_stalled(stall_after));
+            let stalled = calls.only_stalled_left(stall_after);
             grace_ends = Some(Instant::now() + if stalled { Duration::ZERO } else { grace });
         }
     }

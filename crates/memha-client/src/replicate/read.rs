@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::counters::Event;
-use super::fanout::{Calls, Order, Step, Stragglers};
+use super::fanout::{recheck, Calls, Order, Step, Stragglers, Watched};
 use super::members::{Member, Placement};
 use super::resolve::{self, Copy, NodeRead, Repair};
 use super::stale::Marked;
@@ -241,6 +241,7 @@ impl Shared {
             None => (None, 0),
         };
         let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
+        let deadline_at = deadline.deadline();
         let mut calls = Calls::new(deadline.as_mut(), self.probe_timeout, Order::Sent);
         for &(i, repair) in repairs {
             let member = asked[i].member;
@@ -255,8 +256,20 @@ impl Shared {
             };
             calls.push(member, member.start(command));
         }
+        // A node that stopped answering since it was read is repaired in
+        // the background (without the primary's new token, a `cas` with
+        // the one returned fails safely).
+        let stall_after = self.config.stall_after;
+        calls.watch_stalls(stall_after);
         let mut primary_cas = None;
-        while let Some((member, result)) = calls.next().await {
+        while let Some(next) = calls.next_watched(stall_after, true).await {
+            let (member, result) = match next {
+                Watched::Answer(member, result) => (member, result),
+                Watched::OnlyStalled => {
+                    Stragglers::new(calls, None, deadline_at).spawn();
+                    break;
+                }
+            };
             if let Ok(Reply::Meta(meta)) = &result {
                 if meta.status == MetaStatus::Stored {
                     self.counters.record(Event::Repaired {
@@ -305,7 +318,7 @@ impl Shared {
         }
         let (hedge, stall_after) = (self.config.hedge_after, self.config.stall_after);
         let watch = round.hedge && !stall_after.is_zero();
-        let recheck = (stall_after / 4).max(Duration::from_millis(1));
+        let recheck = recheck(stall_after);
         let mut hedged = hedge.is_zero() || spares.is_empty();
         if watch {
             // One timer: the hedge, then looks at the silent nodes.

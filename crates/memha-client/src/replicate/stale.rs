@@ -17,14 +17,12 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::time::Instant;
-
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaSet, MetaStatus, Reply, SetMode};
 
 use super::counters::Event;
-use super::fanout::{Calls, Order, Step, Stragglers};
+use super::fanout::{Calls, Order, Stragglers, Watched};
 use super::members::Member;
 use super::placement;
 use super::Shared;
@@ -237,25 +235,19 @@ impl Shared {
             calls.push(holder, holder.start(Command::MetaSet(command.clone())));
         }
         let stall_after = self.config.stall_after;
-        let recheck = (stall_after / 4).max(Duration::from_millis(1));
-        if !stall_after.is_zero() {
-            calls.hedge_at(Instant::now() + recheck);
-        }
+        calls.watch_stalls(stall_after);
         let mut stored = stored_before;
-        while let Some(step) = calls.next_step().await {
-            match step {
-                Step::Answer(holder, answer) => {
+        while let Some(next) = calls.next_watched(stall_after, stored > 0).await {
+            match next {
+                Watched::Answer(holder, answer) => {
                     if matches!(&answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored) {
                         stored += 1;
                     }
                     each(holder, answer);
                 }
-                Step::Hedge => {
-                    if stored > 0 && calls.pending_nodes().all(|m| m.is_stalled(stall_after)) {
-                        Stragglers::new(calls, None, deadline_at).spawn();
-                        break;
-                    }
-                    calls.hedge_at(Instant::now() + recheck);
+                Watched::OnlyStalled => {
+                    Stragglers::new(calls, None, deadline_at).spawn();
+                    break;
                 }
             }
         }
@@ -283,15 +275,19 @@ impl Shared {
             calls.push(node, node.start(command.clone()));
         }
         let stall_after = self.config.stall_after;
-        let watch = leave_after.is_some() && !stall_after.is_zero();
-        let recheck = (stall_after / 4).max(Duration::from_millis(1));
-        if watch {
-            calls.hedge_at(Instant::now() + recheck);
+        if leave_after.is_some() {
+            calls.watch_stalls(stall_after);
         }
         let mut answered = 0;
-        while let Some(step) = calls.next_step().await {
-            match step {
-                Step::Answer(_, answer) => {
+        while let Some(next) = calls
+            .next_watched(
+                stall_after,
+                leave_after.is_some_and(|enough| answered > enough),
+            )
+            .await
+        {
+            match next {
+                Watched::Answer(_, answer) => {
                     answered += 1;
                     if let Ok(Reply::Meta(meta)) = answer {
                         if let (MetaStatus::Value, Some(value)) = (meta.status, &meta.value) {
@@ -299,14 +295,9 @@ impl Shared {
                         }
                     }
                 }
-                Step::Hedge => {
-                    if leave_after.is_some_and(|enough| answered > enough)
-                        && calls.pending_nodes().all(|m| m.is_stalled(stall_after))
-                    {
-                        Stragglers::new(calls, None, deadline_at).spawn();
-                        break;
-                    }
-                    calls.hedge_at(Instant::now() + recheck);
+                Watched::OnlyStalled => {
+                    Stragglers::new(calls, None, deadline_at).spawn();
+                    break;
                 }
             }
         }
