@@ -61,7 +61,7 @@ impl ActixSessionStore {
     /// key (64 characters), the memcached key must stay valid: at most 250
     /// bytes, no whitespace or control characters.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> ActixSessionStore {
-        self.backend.prefix = prefix.into();
+        self.backend.prefix = prefix.into().into();
         self
     }
 
@@ -89,7 +89,7 @@ impl ActixSessionStore {
     }
 
     async fn load_state(&self, key: &SessionKey) -> Result<Option<SessionState>, Error> {
-        match self.backend.get(key.as_ref()).await? {
+        match self.backend.get(self.key(key)).await? {
             Some(value) => decode(&value).map(Some),
             None => Ok(None),
         }
@@ -103,7 +103,7 @@ impl ActixSessionStore {
         }
         for _ in 0..self.backend.create_attempts {
             let key = new_key();
-            if self.backend.add(key.as_ref(), value.clone(), ttl).await? {
+            if self.backend.add(self.key(&key), value.clone(), ttl).await? {
                 return Ok(key);
             }
         }
@@ -120,10 +120,10 @@ impl ActixSessionStore {
     ) -> Result<SessionKey, Error> {
         let value = encode(state)?;
         if crate::is_expired(ttl) {
-            self.backend.delete(key.as_ref()).await?;
+            self.backend.delete(self.key(&key)).await?;
             return Ok(key);
         }
-        if self.backend.replace(key.as_ref(), value, ttl).await? {
+        if self.backend.replace(self.key(&key), value, ttl).await? {
             return Ok(key);
         }
         // Expired or deleted since it was loaded: a new key, never the old
@@ -199,12 +199,12 @@ impl SessionStore for ActixSessionStore {
 
     async fn update_ttl(&self, key: &SessionKey, ttl: &time::Duration) -> anyhow::Result<()> {
         self.backend
-            .touch(key.as_ref(), ttl_of(ttl))
+            .touch(self.key(key), ttl_of(ttl))
             .await
             .map_err(anyhow_of)
     }
 
     async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
-        self.backend.delete(key.as_ref()).await.map_err(anyhow_of)
+        self.backend.delete(self.key(key)).await.map_err(anyhow_of)
     }
 }

@@ -85,8 +85,10 @@
     allow(dead_code)
 )]
 
+use std::cell::RefCell;
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use memha_client::{Client, StoreOutcome, Ttl};
@@ -164,10 +166,11 @@ impl Error {
 }
 
 /// What both stores share: the client, the key prefix, the id attempts.
+/// Cloning it allocates nothing.
 #[derive(Clone)]
 struct Backend {
     client: Client,
-    prefix: String,
+    prefix: Arc<str>,
     create_attempts: u32,
 }
 
@@ -190,11 +193,14 @@ impl Backend {
     fn new(client: Client) -> Backend {
         Backend {
             client,
-            prefix: DEFAULT_PREFIX.to_owned(),
+            prefix: Arc::from(DEFAULT_PREFIX),
             create_attempts: DEFAULT_CREATE_ATTEMPTS,
         }
     }
 
+    /// The key of session `id`, built in one allocation of its exact size
+    /// (so the client takes it over without copying it).
+    #[cfg(feature = "actix-session")]
     fn key(&self, id: &str) -> String {
         let mut key = String::with_capacity(self.prefix.len() + id.len());
         key.push_str(&self.prefix);
@@ -214,63 +220,63 @@ impl Backend {
         Ok(())
     }
 
-    /// The stored value of session `id`; `None` when it is missing or its
-    /// id cannot be a key (such a session cannot exist).
-    async fn get(&self, id: &str) -> Result<Option<Bytes>, Error> {
-        match self.client.get(self.key(id)).await {
+    /// The stored value under `key`; `None` when it is missing or `key`
+    /// is not a valid key (such a session cannot exist).
+    async fn get(&self, key: String) -> Result<Option<Bytes>, Error> {
+        match self.client.get(key).await {
             Ok(item) => Ok(item.map(|item| item.value)),
             Err(err) if *err.kind() == memha_client::ErrorKind::InvalidKey => Ok(None),
             Err(err) => Err(err.into()),
         }
     }
 
-    /// Stores `value` under `id` only if the key is free: `false` when it
+    /// Stores `value` under `key` only if the key is free: `false` when it
     /// is taken.
-    async fn add(&self, id: &str, value: Bytes, ttl: Ttl) -> Result<bool, Error> {
+    async fn add(&self, key: String, value: Bytes, ttl: Ttl) -> Result<bool, Error> {
         self.check_size(&value)?;
-        let outcome = self.client.add(self.key(id), value).ttl(ttl).await?;
+        let outcome = self.client.add(key, value).ttl(ttl).await?;
         Ok(outcome == StoreOutcome::Stored)
     }
 
-    /// Stores `value` under `id`, or deletes the key when `ttl` has passed.
+    /// Stores `value` under `key`, or deletes the key when `ttl` has passed.
     #[cfg(feature = "tower-sessions")]
-    async fn set(&self, id: &str, value: Bytes, ttl: Ttl) -> Result<(), Error> {
+    async fn set(&self, key: String, value: Bytes, ttl: Ttl) -> Result<(), Error> {
         if is_expired(ttl) {
-            return self.delete(id).await;
+            return self.delete(key).await;
         }
         self.check_size(&value)?;
-        self.client.set(self.key(id), value).ttl(ttl).await?;
+        self.client.set(key, value).ttl(ttl).await?;
         Ok(())
     }
 
-    /// Replaces the value under `id` if it is there: `false` when it is not
-    /// (expired, deleted, or an id that cannot be a key).
+    /// Replaces the value under `key` if it is there: `false` when it is
+    /// not (expired, deleted, or not a valid key).
     #[cfg(feature = "actix-session")]
-    async fn replace(&self, id: &str, value: Bytes, ttl: Ttl) -> Result<bool, Error> {
+    async fn replace(&self, key: String, value: Bytes, ttl: Ttl) -> Result<bool, Error> {
         self.check_size(&value)?;
-        match self.client.replace(self.key(id), value).ttl(ttl).await {
+        match self.client.replace(key, value).ttl(ttl).await {
             Ok(outcome) => Ok(outcome == StoreOutcome::Stored),
             Err(err) if *err.kind() == memha_client::ErrorKind::InvalidKey => Ok(false),
             Err(err) => Err(err.into()),
         }
     }
 
-    /// Sets the lifetime of the session under `id`, if it is there.
+    /// Sets the lifetime of the session under `key`, if it is there.
     #[cfg(feature = "actix-session")]
-    async fn touch(&self, id: &str, ttl: Ttl) -> Result<(), Error> {
+    async fn touch(&self, key: String, ttl: Ttl) -> Result<(), Error> {
         if is_expired(ttl) {
-            return self.delete(id).await;
+            return self.delete(key).await;
         }
-        match self.client.touch(self.key(id), ttl).await {
+        match self.client.touch(key, ttl).await {
             Ok(_) => Ok(()),
             Err(err) if *err.kind() == memha_client::ErrorKind::InvalidKey => Ok(()),
             Err(err) => Err(err.into()),
         }
     }
 
-    /// Deletes the session under `id`; deleting a missing one succeeds.
-    async fn delete(&self, id: &str) -> Result<(), Error> {
-        match self.client.delete(self.key(id)).await {
+    /// Deletes the session under `key`; deleting a missing one succeeds.
+    async fn delete(&self, key: String) -> Result<(), Error> {
+        match self.client.delete(key).await {
             Ok(_) => Ok(()),
             Err(err) if *err.kind() == memha_client::ErrorKind::InvalidKey => Ok(()),
             Err(err) => Err(err.into()),
@@ -278,11 +284,36 @@ impl Backend {
     }
 }
 
+/// Encoding buffers larger than this are not kept for the next session.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+thread_local! {
+    /// Where sessions are encoded before being copied out at their exact
+    /// size: one allocation per encoded session, none for growing a buffer.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `value` as MessagePack (compact array form), in a buffer of its exact
+/// size.
 fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Bytes, Error> {
-    // Sessions are mostly small: one allocation for most.
-    let mut out = Vec::with_capacity(256);
-    rmp_serde::encode::write(&mut out, value).map_err(|err| Error::Encode(Box::new(err)))?;
-    Ok(Bytes::from(out))
+    fn encode_into<T: serde::Serialize + ?Sized>(
+        out: &mut Vec<u8>,
+        value: &T,
+    ) -> Result<Bytes, Error> {
+        out.clear();
+        let encoded = rmp_serde::encode::write(out, value)
+            .map(|()| Bytes::copy_from_slice(out))
+            .map_err(|err| Error::Encode(Box::new(err)));
+        if out.capacity() > SCRATCH_KEEP {
+            *out = Vec::new();
+        }
+        encoded
+    }
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut out) => encode_into(&mut out, value),
+        // Only if a `Serialize` implementation encoded a session itself.
+        Err(_) => encode_into(&mut Vec::new(), value),
+    })
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {

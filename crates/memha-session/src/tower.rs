@@ -1,5 +1,6 @@
 //! The tower-sessions store.
 
+use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -48,7 +49,7 @@ impl TowerSessionStore {
     /// id (22 characters), the key must stay a valid memcached key: at most
     /// 250 bytes, no whitespace or control characters.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> TowerSessionStore {
-        self.backend.prefix = prefix.into();
+        self.backend.prefix = prefix.into().into();
         self
     }
 
@@ -67,7 +68,13 @@ impl TowerSessionStore {
 
     /// The memcached key of session `id`.
     pub fn key(&self, id: &Id) -> String {
-        self.backend.key(&id.to_string())
+        // One allocation of the exact size: the id is written straight
+        // after the prefix.
+        let prefix = &self.backend.prefix;
+        let mut key = String::with_capacity(prefix.len() + ID_LEN);
+        key.push_str(prefix);
+        write!(key, "{id}").expect("writing to a String cannot fail");
+        key
     }
 
     /// The client the store uses.
@@ -92,7 +99,7 @@ impl TowerSessionStore {
         for attempt in 1..=self.backend.create_attempts {
             if self
                 .backend
-                .add(&record.id.to_string(), value.clone(), ttl)
+                .add(self.key(&record.id), value.clone(), ttl)
                 .await?
             {
                 return Ok(());
@@ -117,7 +124,7 @@ impl TowerSessionStore {
     pub async fn save_record(&self, record: &Record) -> Result<(), Error> {
         let value = encode_record(record)?;
         self.backend
-            .set(&record.id.to_string(), value, ttl_of(record))
+            .set(self.key(&record.id), value, ttl_of(record))
             .await
     }
 
@@ -128,7 +135,7 @@ impl TowerSessionStore {
     /// [`Error::Decode`] when the stored value is not a record of session
     /// `id`, [`Error::Backend`] when memcached fails.
     pub async fn load_record(&self, id: &Id) -> Result<Option<Record>, Error> {
-        let Some(value) = self.backend.get(&id.to_string()).await? else {
+        let Some(value) = self.backend.get(self.key(id)).await? else {
             return Ok(None);
         };
         let record: Record = decode(&value)?;
@@ -149,9 +156,12 @@ impl TowerSessionStore {
     ///
     /// [`Error::Backend`] when memcached fails.
     pub async fn delete_record(&self, id: &Id) -> Result<(), Error> {
-        self.backend.delete(&id.to_string()).await
+        self.backend.delete(self.key(id)).await
     }
 }
+
+/// The length of a session id as text: 16 bytes in unpadded base64.
+const ID_LEN: usize = 22;
 
 /// The record's expiry as memcached's expiration (relative up to 30 days,
 /// absolute beyond, through [`Ttl`]).
