@@ -12,6 +12,9 @@ use super::Shared;
 use crate::error::{Error, ErrorKind};
 use crate::Ttl;
 
+/// A snapshot of the members.
+type Members = Arc<Vec<Arc<Member>>>;
+
 /// Serialises the coordinated operations of this client on one key, so the
 /// copies it propagates reach the other nodes in the order the primary
 /// applied them (32 concurrent increments end equal on every node).
@@ -45,15 +48,53 @@ impl Shared {
     /// The primary decides `command`; what it then holds is written to the others.
     pub(super) async fn coordinated(&self, key: Key, command: Command) -> Result<Reply, Error> {
         let _serialised = self.key_locks.lock(&key, self.probe_timeout).await?;
-        // It decides from what it holds: first make it hold the current
-        // copy. A node turning Up meanwhile may become the primary: prime
-        // once more, so the node that decides is the one primed.
+        // It decides from what it holds: first make it hold the current copy.
         let is_add = matches!(&command, Command::MetaSet(set) if set.mode == SetMode::Add);
-        let mut attempts = 0;
-        let (members, primary) = loop {
-            let primed = self.prime(&key, is_add).await?;
-            if primed.exists {
+        // A primary that fails to answer the decision is taken Down (it may
+        // have applied it: it is made safe before it serves again), so the
+        // next node in rank becomes the primary: decide there instead, once.
+        let mut failed_over = false;
+        loop {
+            let Some((members, primary)) = self.primed_primary(&key, is_add).await? else {
                 return Ok(super::write::meta_status(MetaStatus::NotStored));
+            };
+            let reply = match self.decide(&key, &command, &primary, is_add).await {
+                Ok(reply) => reply,
+                // Only once it is out of reads: else the next priming read
+                // could find what it applied, and take it for another's.
+                Err(error)
+                    if !failed_over && !error.is_unsent() && !primary.state().is_readable() =>
+                {
+                    tracing::debug!(node = %primary.id, %error, "the primary failed to decide: failing over");
+                    failed_over = true;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            let applied = matches!(&reply, Reply::Meta(m) if matches!(m.status, MetaStatus::Stored | MetaStatus::Value));
+            if applied {
+                let placement = Placement::of(&members, key.as_bytes());
+                self.propagate(&key, &primary, &placement, is_add).await?;
+            }
+            return Ok(reply);
+        }
+    }
+
+    /// Makes the key's primary hold the key's current copy, and returns
+    /// the members and the primary (`None`: an `add` to refuse without
+    /// writing, as the key exists). A node turning Up meanwhile may become
+    /// the primary: prime once more, so the node that decides is the one
+    /// primed.
+    async fn primed_primary(
+        &self,
+        key: &Key,
+        is_add: bool,
+    ) -> Result<Option<(Members, Arc<Member>)>, Error> {
+        let mut attempts = 0;
+        loop {
+            let primed = self.prime(key, is_add).await?;
+            if primed.exists {
+                return Ok(None);
             }
             let members = self.members.snapshot();
             let placement = Placement::of(&members, key.as_bytes());
@@ -63,7 +104,7 @@ impl Shared {
             if primary.seed() == primed.primary
                 && primary.health.transition_count() == primed.primary_transitions
             {
-                break (members, primary);
+                return Ok(Some((members, primary)));
             }
             // Deciding on a node that was not primed, or that changed state
             // since (say it restarted empty), could decide on a copy it
@@ -75,16 +116,26 @@ impl Shared {
                     primary.id
                 )));
             }
-        };
-        let placement = Placement::of(&members, key.as_bytes());
+        }
+    }
+
+    /// The primary's answer to `command`. A primary that fails to answer
+    /// may have applied it: it is taken Down with the key journaled, so it
+    /// is made safe before it serves reads again.
+    async fn decide(
+        &self,
+        key: &Key,
+        command: &Command,
+        primary: &Arc<Member>,
+        is_add: bool,
+    ) -> Result<Reply, Error> {
         let mut attempts = 0;
-        let reply = loop {
+        loop {
             let reply = match primary.call(command.clone()).await {
                 Ok(reply) => reply,
                 Err(error) => {
-                    // It may have applied: it must not serve reads before it is made safe.
                     if !error.is_unsent() {
-                        primary.record_missed(&key);
+                        primary.record_missed(key);
                         primary.health.record(Observation::ConnectionFailed);
                     }
                     return Err(error);
@@ -94,15 +145,10 @@ impl Shared {
             // priming): the key is absent, so remove it and add again.
             let refused = matches!(&reply, Reply::Meta(m) if m.status == MetaStatus::NotStored);
             attempts += 1;
-            if !(is_add && refused && attempts < 3 && self.remove_tombstone(&key, &primary).await) {
-                break reply;
+            if !(is_add && refused && attempts < 3 && self.remove_tombstone(key, primary).await) {
+                return Ok(reply);
             }
-        };
-        let applied = matches!(&reply, Reply::Meta(m) if matches!(m.status, MetaStatus::Stored | MetaStatus::Value));
-        if applied {
-            self.propagate(&key, &primary, &placement, is_add).await?;
         }
-        Ok(reply)
     }
 
     /// The CAS of the tombstone `member` holds for `key`, if it holds one.
