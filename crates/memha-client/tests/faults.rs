@@ -10,6 +10,9 @@ use memha_client::{ConnectionConfig, Error, ErrorKind};
 
 use common::{client_with, eventually, fast_reconnect, one_node};
 
+/// How long the load may take to reach the answers it needs before a kill.
+const LOAD_BOUND: Duration = Duration::from_secs(10);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_fails_requests_in_flight_then_a_restart_is_used_again() {
     let cluster = one_node();
@@ -38,10 +41,25 @@ async fn a_killed_server_fails_requests_in_flight_then_a_restart_is_used_again()
             unreachable!()
         }));
     }
-    // Kill it under load.
-    while answered.load(Ordering::Relaxed) < 2000 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    // Kill it under load. Bounded: a task stops at its first error, so if
+    // they all fail early the count never gets there.
+    let load = 2000;
+    let loaded = tokio::time::timeout(LOAD_BOUND, async {
+        while answered.load(Ordering::Relaxed) < load {
+            assert!(
+                !tasks.iter().all(|task| task.is_finished()),
+                "every load task failed before the kill, after {} answers",
+                answered.load(Ordering::Relaxed)
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(
+        loaded.is_ok(),
+        "only {} of {load} answers within {LOAD_BOUND:?}",
+        answered.load(Ordering::Relaxed)
+    );
     let killed_at = Instant::now();
     cluster.node(0).kill().unwrap();
 

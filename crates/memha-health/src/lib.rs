@@ -22,9 +22,12 @@
 //! - **Restart detection.** When a Down node answers again, its `stats` pid,
 //!   uptime and start time are compared with the last seen
 //!   ([`ProbeReport::compare`]). It turns Rejoining with a [`RejoinReason`]:
-//!   restarted (it is empty), or unreachable (paused or partitioned: it may
-//!   hold stale values and have missed deletes). A [`RejoinHook`] makes it
-//!   safe before it turns Up; without one it turns Up at once.
+//!   restarted (a new process), or unreachable (the same process, paused or
+//!   partitioned). Either way it may hold stale values and have missed
+//!   deletes: a restart is only known to have happened since the previous
+//!   probe, and may predate writes the node took before it went away. A
+//!   [`RejoinHook`] makes it safe before it turns Up, whatever the reason;
+//!   without one it turns Up at once.
 //! - **Observing.** States are read without locks ([`NodeHealth::state`],
 //!   [`HealthTable::nodes`]); [`HealthTable::transitions`] streams every
 //!   change; [`HealthTable::wait_for_nodes`] waits until enough nodes are Up.

@@ -296,7 +296,8 @@ impl NodeShared {
             },
             NodeState::Rejoining => {
                 if verdict == Some(RejoinReason::Restarted) {
-                    // It restarted while rejoining: it is empty now.
+                    // It restarted while rejoining: the hook is told so (it
+                    // makes the node safe all the same).
                     machine.rejoin_reason = Some(RejoinReason::Restarted);
                 }
             }

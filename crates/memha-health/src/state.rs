@@ -78,7 +78,10 @@ impl fmt::Display for NodeState {
 #[non_exhaustive]
 pub enum RejoinReason {
     /// A new server process (its pid changed, its uptime went backwards or
-    /// its start time moved): it came back empty and may be admitted at once.
+    /// its start time moved). The restart is only known to have happened
+    /// since the node's previous probe: it may predate writes the node took
+    /// before it went away, so it may still hold values that are stale now.
+    /// It is made safe like any rejoining node, not admitted as it is.
     Restarted,
     /// The same process as before (it was partitioned or paused): it may
     /// hold stale values and have missed deletes.
@@ -89,7 +92,8 @@ pub enum RejoinReason {
 }
 
 impl RejoinReason {
-    /// True only when the node surely came back empty.
+    /// True only when the node surely restarted since its previous probe.
+    /// That does not make it empty: see [`Restarted`](Self::Restarted).
     pub fn restarted(self) -> bool {
         self == RejoinReason::Restarted
     }

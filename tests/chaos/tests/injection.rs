@@ -17,7 +17,7 @@ use memha_chaos::converge::{fetch, Copy};
 use memha_client::{Client, ErrorKind, HealthConfig, IntoKey, NodeState, ReplicationConfig, Ttl};
 use memha_tests::{FaultProxy, MemcachedCluster};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 fn cases(cases: u32) -> Config {
     Config {
@@ -345,10 +345,25 @@ fn framing_in_values_survives_replication_and_repair() {
                         loop {
                             prop_assert!(Instant::now() < deadline, "{} never repaired", key);
                             if health.state(node.addr()) == Some(NodeState::Up) {
-                                let item = client.get(key.as_str()).await;
-                                if let Ok(Some(item)) = item {
-                                    prop_assert_eq!(&item.value[..], &value[..]);
-                                    prop_assert_eq!(item.flags, *flags);
+                                // The two other nodes hold the key throughout:
+                                // a miss is a false one (promise 1), and an
+                                // error is no better (a read fails only when
+                                // none of the nodes it asks answers).
+                                match client.get(key.as_str()).await {
+                                    Ok(Some(item)) => {
+                                        prop_assert_eq!(&item.value[..], &value[..]);
+                                        prop_assert_eq!(item.flags, *flags);
+                                    }
+                                    Ok(None) => {
+                                        return Err(TestCaseError::fail(format!(
+                                            "false miss of {key} while two nodes hold it"
+                                        )));
+                                    }
+                                    Err(err) => {
+                                        return Err(TestCaseError::fail(format!(
+                                            "reading {key} failed while two nodes hold it: {err}"
+                                        )));
+                                    }
                                 }
                             }
                             if let Some(copy) = copy_on(node.addr(), key) {

@@ -64,7 +64,7 @@ pub struct ReplicationConfig {
     /// the background (default false: the read waits for its subset and
     /// repairs before answering).
     pub return_on_first_hit: bool,
-    /// What a node that returns without a restart needs (default [`RejoinPolicy::Invalidate`]).
+    /// What a node that returns, restarted or not, needs (default [`RejoinPolicy::Invalidate`]).
     pub rejoin: RejoinPolicy,
     /// How many keys each Down node's journal holds before it overflows
     /// into a flush (default 100,000).

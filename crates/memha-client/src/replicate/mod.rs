@@ -21,8 +21,9 @@
 //!   decided by the key's primary (the first Up node in rendezvous order of
 //!   the node identities), primed first by a read of the key, and what it
 //!   then holds is written to the others;
-//! - a node that returns without a restart is made safe first: the keys it
-//!   missed are deleted on it, or it is flushed.
+//! - a node that returns, restarted or not, is made safe first: the keys it
+//!   missed are deleted on it, or it is flushed (a restart may predate
+//!   writes it took before it went away).
 //!
 //! [`Client`]: crate::Client
 

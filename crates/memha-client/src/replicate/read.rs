@@ -23,6 +23,10 @@ use super::Shared;
 use crate::error::{Error, ErrorKind};
 use crate::Ttl;
 
+/// How long a read that finds two live copies disagreeing waits for a
+/// write on its way before it reads again (see `read_resolved`).
+const DIVERGENCE_SETTLE: Duration = Duration::from_millis(5);
+
 /// What one node answered to a read.
 pub(super) struct Asked<'a> {
     pub(super) member: &'a Arc<Member>,
@@ -70,7 +74,7 @@ impl Shared {
         caller: MetaGet,
         first_hit: Option<oneshot::Sender<Reply>>,
     ) -> Result<Reply, Error> {
-        self.read_resolved(caller, first_hit, true)
+        self.read_resolved(caller, first_hit, true, true)
             .await
             .map(|read| read.reply)
     }
@@ -78,12 +82,15 @@ impl Shared {
     /// A read, and what it saw of the key's primary.
     ///
     /// A read that primes a coordinated operation does not hedge: the
-    /// primary it primes must answer (it decides next anyway).
+    /// primary it primes must answer (it decides next anyway). With
+    /// `settle`, live copies that disagree are read again once, after
+    /// [`DIVERGENCE_SETTLE`], before any is overwritten.
     async fn read_resolved(
         &self,
         caller: MetaGet,
         mut first_hit: Option<oneshot::Sender<Reply>>,
         hedge: bool,
+        settle: bool,
     ) -> Result<ResolvedRead, Error> {
         let members = self.members.snapshot();
         let mut up = Placement::of(&members, caller.key.as_bytes()).into_readable();
@@ -153,6 +160,20 @@ impl Shared {
         let primary_index = asked.iter().position(|a| Arc::ptr_eq(a.member, primary));
         let resolution =
             resolve::resolve(&asked, primary_index, |i| marked.contains(asked[i].member));
+        // Two live copies disagree: most often a write still on its way to
+        // some of the nodes (seen on one, not yet on the primary), not a
+        // stale copy. Overwriting then could put the older copy over the
+        // newer one, for good. Let the write land and read again, once:
+        // what still disagrees is a divergence.
+        let overwrites = resolution
+            .repairs
+            .iter()
+            .any(|(_, repair)| matches!(repair, Repair::Overwrite { .. }));
+        if overwrites && settle {
+            drop(asked);
+            tokio::time::sleep(DIVERGENCE_SETTLE).await;
+            return Box::pin(self.read_resolved(caller, first_hit, hedge, false)).await;
+        }
         let primary_needs = primary_needs(&asked, primary_index, &resolution);
         let resolved = |reply| ResolvedRead {
             reply,
@@ -581,7 +602,9 @@ impl Shared {
         for_add: bool,
     ) -> Result<Primed, Error> {
         let caller = MetaGet::full(key.clone());
-        let read = self.read_resolved(caller.clone(), None, false).await?;
+        let read = self
+            .read_resolved(caller.clone(), None, false, true)
+            .await?;
         // A live copy was read during the call: an add is refused at once.
         // Asking the primary instead could find it emptied by a restart
         // since it answered.
