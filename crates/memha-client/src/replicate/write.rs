@@ -102,8 +102,15 @@ impl Shared {
         // Like a read, trust only the nodes that were Up: a Rejoining node
         // may hold a deleted or overwritten copy, which must be neither
         // reported nor copied to the others (promise 2).
-        let resolution = resolve::resolve(&asked, primary_index, |i| {
-            marked.contains(asked[i].member) || !trusted.contains(&asked[i].member.addr)
+        let known_stale =
+            |i: usize| marked.contains(asked[i].member) || !trusted.contains(&asked[i].member.addr);
+        let mut resolution = resolve::resolve(&asked, primary_index, known_stale);
+        // Two live copies, neither known to be stale: most often a write on
+        // its way (on some nodes, not yet on the primary). Overwriting one
+        // could put the older copy over the newer one for good; the next
+        // read resolves what is still there after it settles.
+        resolution.repairs.retain(|&(i, repair)| {
+            !matches!(repair, resolve::Repair::Overwrite { .. }) || known_stale(i)
         });
         if resolution.stale_lost > 0 && !marked.is_empty() {
             self.counters.record(Event::StaleLost {
