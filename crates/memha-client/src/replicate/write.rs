@@ -119,7 +119,9 @@ impl Shared {
             });
         }
         // The touch extended any tombstone it met: give it back its
-        // lifetime, CAS-guarded (a write may have replaced it since).
+        // lifetime, CAS-guarded (a write may have replaced it since). In
+        // the background: the answer does not depend on it, and a node
+        // that stopped answering since must not hold the touch up.
         if !self.config.tombstone.is_zero() {
             for a in &asked {
                 if let resolve::NodeRead::Hit(copy) = &a.read {
@@ -127,7 +129,11 @@ impl Shared {
                         let mut delete = MetaDelete::new(key.clone());
                         self.leave_tombstone(&mut delete);
                         delete.compare_cas = Some(copy.cas);
-                        let _ = a.member.call(Command::MetaDelete(delete)).await;
+                        let member = Arc::clone(a.member);
+                        tokio::spawn(
+                            async move { member.call(Command::MetaDelete(delete)).await }
+                                .in_current_span(),
+                        );
                     }
                 }
             }
