@@ -23,9 +23,19 @@ use super::Shared;
 use crate::error::{Error, ErrorKind};
 use crate::Ttl;
 
-/// How long a read that finds two live copies disagreeing waits for a
-/// write on its way before it reads again (see `read_resolved`).
-const DIVERGENCE_SETTLE: Duration = Duration::from_millis(5);
+/// How long after a read found two live copies disagreeing, neither known
+/// to be stale, it reads the key again on every Up node to converge them:
+/// by then a write that was on its way has finished, and the nodes it
+/// missed are marked (a writer waits at most `WRITE_GRACE` for them).
+const RECHECK_AFTER: Duration = Duration::from_millis(60);
+
+/// Which pass of a read: the caller's, or the recheck of a divergence it
+/// left (every Up node asked, live copies that differ overwritten).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    First,
+    Recheck,
+}
 
 /// What one node answered to a read.
 pub(super) struct Asked<'a> {
@@ -70,27 +80,39 @@ impl Shared {
     }
 
     pub(super) async fn read_and_repair(
-        &self,
+        self: &Arc<Self>,
         caller: MetaGet,
         first_hit: Option<oneshot::Sender<Reply>>,
     ) -> Result<Reply, Error> {
-        self.read_resolved(caller, first_hit, true, true)
-            .await
-            .map(|read| read.reply)
+        let read = self
+            .read_resolved(caller.clone(), first_hit, true, Pass::First)
+            .await?;
+        if read.recheck {
+            let this = Arc::clone(self);
+            tokio::spawn(
+                async move {
+                    tokio::time::sleep(RECHECK_AFTER).await;
+                    let _ = this.read_resolved(caller, None, true, Pass::Recheck).await;
+                }
+                .in_current_span(),
+            );
+        }
+        Ok(read.reply)
     }
 
     /// A read, and what it saw of the key's primary.
     ///
     /// A read that primes a coordinated operation does not hedge: the
-    /// primary it primes must answer (it decides next anyway). With
-    /// `settle`, live copies that disagree are read again once, after
-    /// [`DIVERGENCE_SETTLE`], before any is overwritten.
+    /// primary it primes must answer (it decides next anyway). A first
+    /// pass never overwrites a live copy that is not known to be stale
+    /// (it may be a write on its way): it reports it (`recheck`) for a
+    /// [`Pass::Recheck`] after [`RECHECK_AFTER`].
     async fn read_resolved(
         &self,
         caller: MetaGet,
         mut first_hit: Option<oneshot::Sender<Reply>>,
         hedge: bool,
-        settle: bool,
+        pass: Pass,
     ) -> Result<ResolvedRead, Error> {
         let members = self.members.snapshot();
         let mut up = Placement::of(&members, caller.key.as_bytes()).into_readable();
@@ -98,7 +120,10 @@ impl Shared {
             return Err(self.no_nodes(&members));
         };
         let primary_transitions = primary.health.transition_count();
-        let wanted = self.config.read_count(up.len());
+        let wanted = match pass {
+            Pass::First => self.config.read_count(up.len()),
+            Pass::Recheck => up.len(),
+        };
         rotate_secondaries(&mut up);
         let wanted = catching_up_first(&mut up, wanted, self.config.catch_up_window);
         // Secondaries that stopped answering last, so the subset avoids
@@ -158,21 +183,21 @@ impl Shared {
         }
 
         let primary_index = asked.iter().position(|a| Arc::ptr_eq(a.member, primary));
-        let resolution =
-            resolve::resolve(&asked, primary_index, |i| marked.contains(asked[i].member));
-        // Two live copies disagree: most often a write still on its way to
-        // some of the nodes (seen on one, not yet on the primary), not a
-        // stale copy. Overwriting then could put the older copy over the
-        // newer one, for good. Let the write land and read again, once:
-        // what still disagrees is a divergence.
-        let overwrites = resolution
-            .repairs
-            .iter()
-            .any(|(_, repair)| matches!(repair, Repair::Overwrite { .. }));
-        if overwrites && settle {
-            drop(asked);
-            tokio::time::sleep(DIVERGENCE_SETTLE).await;
-            return Box::pin(self.read_resolved(caller, first_hit, hedge, false)).await;
+        let known_stale = |i: usize| marked.contains(asked[i].member);
+        let mut resolution = resolve::resolve(&asked, primary_index, known_stale);
+        // Two live copies disagree and neither is known to be stale: most
+        // often a write on its way (on some nodes, its marker for the
+        // others not written yet), which the primary-first rule may take
+        // for the older copy. Overwriting now could put the older copy
+        // over the newer one for good: the recheck does it, once the
+        // write has finished or marked the nodes it missed.
+        let mut recheck = false;
+        if pass == Pass::First {
+            resolution.repairs.retain(|&(i, repair)| {
+                let defer = matches!(repair, Repair::Overwrite { .. }) && !known_stale(i);
+                recheck |= defer;
+                !defer
+            });
         }
         let primary_needs = primary_needs(&asked, primary_index, &resolution);
         let resolved = |reply| ResolvedRead {
@@ -180,6 +205,7 @@ impl Shared {
             primary: primary.seed(),
             primary_transitions,
             primary_needs,
+            recheck,
         };
         if resolution.diverged {
             self.counters.record(Event::Diverged { key: &caller.key });
@@ -504,6 +530,8 @@ pub(super) struct ResolvedRead {
     /// noticed since means its answer may no longer hold.
     pub(super) primary_transitions: u64,
     pub(super) primary_needs: Option<Repair>,
+    /// Live copies that differ were left for a recheck.
+    pub(super) recheck: bool,
 }
 
 /// What priming found: the primary's seed and health transitions when
@@ -603,7 +631,7 @@ impl Shared {
     ) -> Result<Primed, Error> {
         let caller = MetaGet::full(key.clone());
         let read = self
-            .read_resolved(caller.clone(), None, false, true)
+            .read_resolved(caller.clone(), None, false, Pass::First)
             .await?;
         // A live copy was read during the call: an add is refused at once.
         // Asking the primary instead could find it emptied by a restart
