@@ -878,3 +878,38 @@ async fn a_frozen_node_holds_no_miss_up_for_its_timeout() {
     );
     cluster.node(0).resume().unwrap();
 }
+
+/// A hot key written again and again while a node is Down: the writer
+/// names the node in the key's stale marker once, not once per write, so
+/// the marker cannot grow to memcached's item limit (and fail every write
+/// of the key) during a long outage. After the node returns, the key reads
+/// as its last value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_key_written_during_an_outage_keeps_a_one_line_marker() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let addrs = cluster.addrs();
+    let client = client_of(&addrs, ReplicationConfig::default()).await;
+    client.set("hot", "v0").await.unwrap();
+    cluster.node(0).pause().unwrap();
+    wait_state(&client, addrs[0], NodeState::Down).await;
+    for i in 1..=300 {
+        client.set("hot", format!("v{i}")).await.unwrap();
+    }
+    for &addr in &addrs[1..] {
+        let (marker, ..) = on_node(addr, "__memha:stale:hot").expect("a marker");
+        let lines = marker
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count();
+        assert_eq!(
+            lines,
+            1,
+            "marker on {addr}: {}",
+            String::from_utf8_lossy(&marker)
+        );
+    }
+    cluster.node(0).resume().unwrap();
+    wait_state(&client, addrs[0], NodeState::Up).await;
+    let item = client.get("hot").await.unwrap().expect("the key");
+    assert_eq!(item.value, "v300");
+}

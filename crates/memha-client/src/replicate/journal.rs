@@ -13,6 +13,11 @@ pub(crate) struct Journal {
     keys: HashSet<Key>,
     capacity: usize,
     overflowed: bool,
+    /// The keys whose stale markers name the node for this client already
+    /// (written while it was Down, so no late apply removes them): until
+    /// it returns, later writes of them need no entry of their own, and a
+    /// hot key's marker stays one line per writer instead of one per write.
+    marked: HashSet<Key>,
 }
 
 /// What a returning node needs before it may serve reads.
@@ -42,6 +47,7 @@ impl Journal {
             keys: HashSet::new(),
             capacity,
             overflowed: false,
+            marked: HashSet::new(),
         }
     }
 
@@ -57,8 +63,24 @@ impl Journal {
         self.keys.insert(key.clone());
     }
 
-    /// Takes what the node needs, leaving the journal empty.
+    /// Whether a marker entry of this client already names the node for `key`.
+    pub(crate) fn is_marked(&self, key: &Key) -> bool {
+        self.marked.contains(key)
+    }
+
+    /// Notes that a marker entry of this client now names the node for
+    /// `key` (bounded like the journal: past it, nothing more is noted and
+    /// every write adds its entry).
+    pub(crate) fn note_marked(&mut self, key: &Key) {
+        if self.marked.len() < self.capacity {
+            self.marked.insert(key.clone());
+        }
+    }
+
+    /// Takes what the node needs, leaving the journal empty (and forgetting
+    /// the markers: the rejoin removes this client's entries).
     pub(crate) fn take_remedy(&mut self) -> Remedy {
+        self.marked = HashSet::new();
         let overflowed = std::mem::take(&mut self.overflowed);
         let keys = std::mem::take(&mut self.keys);
         if overflowed {
@@ -101,6 +123,24 @@ mod tests {
         keys.sort();
         assert_eq!(keys, [key(1), key(2)]);
         assert_eq!(journal.take_remedy(), Remedy::Nothing);
+    }
+
+    #[test]
+    fn marked_keys_are_remembered_until_the_node_returns() {
+        let mut journal = Journal::new(2);
+        journal.note_marked(&key(1));
+        assert!(journal.is_marked(&key(1)) && !journal.is_marked(&key(2)));
+        journal.note_marked(&key(2));
+        journal.note_marked(&key(3));
+        assert!(
+            !journal.is_marked(&key(3)),
+            "bounded: past it, every write marks"
+        );
+        journal.take_remedy();
+        assert!(
+            !journal.is_marked(&key(1)),
+            "the rejoin removes the entries"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use memha_health::NodeState;
 use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaReply, MetaStatus, Reply};
 
 use super::counters::Event;
@@ -254,19 +255,29 @@ impl Shared {
         let stragglers = gathered.stragglers.take();
         let mut marked = Ok(None);
         if !targets.complete() || gathered.missed().next().is_some() {
+            // A Down node this client already named in the key's marker
+            // during this outage needs no new entry (one line per writer,
+            // not one per write of a hot key).
+            let down = |m: &Arc<Member>| m.state() == NodeState::Down;
             let missed: Vec<&Arc<Member>> = targets
                 .absent
                 .iter()
                 .copied()
+                .filter(|m| !(down(m) && m.journal().is_marked(key)))
                 .chain(gathered.missed())
                 .collect();
             let mut holders = gathered.holders();
             holders.extend(also_holding);
-            if !holders.is_empty() {
+            if !holders.is_empty() && !missed.is_empty() {
                 marked = self
                     .mark_stale(key, &missed, &holders)
                     .await
                     .map(|at_ms| Some((at_ms, holders.into_iter().cloned().collect())));
+                if marked.is_ok() {
+                    for member in missed.iter().filter(|m| down(m)) {
+                        member.journal().note_marked(key);
+                    }
+                }
             }
         }
         if let Some(stragglers) = stragglers {
