@@ -92,8 +92,9 @@ pub(crate) fn disagree<R: AsRef<NodeRead>>(reads: &[R]) -> bool {
 /// A copy known to be stale (marked, or flagged stale by the server) never
 /// wins and is never a repair source. Among the others, the primary's copy
 /// wins; without it, the copy most nodes hold (ties go to the node ranked
-/// first). When no trusted node holds a copy, the answer is a miss and the
-/// marked copies are deleted. Nodes that failed are left alone.
+/// first). When no trusted node holds a copy, there is no winner and the
+/// marked copies are deleted (the read answers a miss, or fails when it
+/// saw only marked copies). Nodes that failed are left alone.
 ///
 /// A copy the server flags stale on an unmarked node is a tombstone: a
 /// delete reached that node. While one is seen, a delete may be on its way
