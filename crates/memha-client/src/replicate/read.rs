@@ -365,11 +365,11 @@ impl Shared {
         }
         let (hedge, stall_after) = (self.config.hedge_after, self.config.stall_after);
         let watch = round.hedge && !stall_after.is_zero();
-        let recheck = recheck(stall_after);
+        let look_every = recheck(stall_after);
         let mut hedged = hedge.is_zero() || spares.is_empty();
         if watch {
             // One timer: the hedge, then looks at the silent nodes.
-            calls.hedge_at(Instant::now() + if hedged { recheck } else { hedge });
+            calls.hedge_at(Instant::now() + if hedged { look_every } else { hedge });
         }
         let mut watching = false;
         let mut asked: Vec<Asked<'a>> = Vec::with_capacity(nodes.len());
@@ -383,15 +383,11 @@ impl Shared {
                         hedged = true;
                     }
                     watching = true;
-                    match round.settle(&asked, &calls, !spares.is_empty(), stall_after) {
-                        Settle::Leave => break,
-                        Settle::AskSpares => {
-                            self.ask_spares(&mut calls, spares, spares.len(), command)
-                        }
-                        Settle::Wait => {}
+                    if self.settled(round, &asked, &mut calls, spares, command) {
+                        break;
                     }
                     // Look again once the silent nodes may count as stalled.
-                    calls.hedge_at(Instant::now() + recheck);
+                    calls.hedge_at(Instant::now() + look_every);
                     continue;
                 }
             };
@@ -411,18 +407,37 @@ impl Shared {
                 }
             }
             asked.push(read);
-            if watching && !calls.is_empty() {
-                match round.settle(&asked, &calls, !spares.is_empty(), stall_after) {
-                    Settle::Leave => break,
-                    Settle::AskSpares => self.ask_spares(&mut calls, spares, spares.len(), command),
-                    Settle::Wait => {}
-                }
+            if watching
+                && !calls.is_empty()
+                && self.settled(round, &asked, &mut calls, spares, command)
+            {
+                break;
             }
         }
         if !calls.is_empty() {
             Stragglers::new(calls, None, deadline_at).spawn();
         }
         asked
+    }
+
+    /// Whether the round may end now without its silent nodes (see
+    /// [`Round::settle`]); asks the spares first when it needs them.
+    fn settled<'a>(
+        &self,
+        round: Round<'_, 'a>,
+        asked: &[Asked<'a>],
+        calls: &mut Calls<'_, &'a Arc<Member>>,
+        spares: &mut &[&'a Arc<Member>],
+        command: &Command,
+    ) -> bool {
+        match round.settle(asked, calls, !spares.is_empty(), self.config.stall_after) {
+            Settle::Leave => true,
+            Settle::AskSpares => {
+                self.ask_spares(calls, spares, spares.len(), command);
+                false
+            }
+            Settle::Wait => false,
+        }
     }
 
     /// Asks the first `count` of `spares` too (taking them off it).
