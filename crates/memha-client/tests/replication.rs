@@ -913,3 +913,47 @@ async fn a_hot_key_written_during_an_outage_keeps_a_one_line_marker() {
     let item = client.get("hot").await.unwrap().expect("the key");
     assert_eq!(item.value, "v300");
 }
+
+/// A touch that answered "not found" while one node's answer came after
+/// the write grace: that node touched the only copy, late. Its record as
+/// a node that missed the touch stays (a late touch is not a late copy of
+/// the write), so the next read that meets the copy lets it lose, and the
+/// key stays gone as the touch said (chaos seed 19: the copy lived on with
+/// the touch's 600 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_touch_answered_not_found_leaves_no_live_copy_behind() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let proxies: Vec<FaultProxy> = cluster
+        .addrs()
+        .into_iter()
+        .map(|addr| FaultProxy::start(addr).unwrap())
+        .collect();
+    let proxied: Vec<SocketAddr> = proxies.iter().map(FaultProxy::addr).collect();
+    let client = client_of(&proxied, ReplicationConfig::default().read_nodes(3)).await;
+    wait_all_up(&client, 3).await;
+    let node0 = cluster.addrs()[0];
+    raw_set(node0, "late", "only here");
+    // A round trip longer than the write grace (50 ms), well within the timeout.
+    proxies[0].set_mode(ProxyMode::Delay(Duration::from_millis(60)));
+    assert_eq!(
+        client.touch("late", Ttl::seconds(600)).await.unwrap(),
+        memha_client::TouchOutcome::NotFound
+    );
+    // The late touch reaches the node...
+    let deadline = Instant::now() + BOUND;
+    while on_node(node0, "late").is_none_or(|(_, _, ttl)| ttl < 500) {
+        assert!(Instant::now() < deadline, "the late touch never applied");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ...and its answer is handled within a few milliseconds of arriving
+    // (it used to clear the node's record then): give that time to pass,
+    // as nothing observable follows it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxies[0].set_mode(ProxyMode::Pass);
+    assert_eq!(client.get("late").await.unwrap(), None);
+    let deadline = Instant::now() + BOUND;
+    while on_node(node0, "late").is_some() {
+        assert!(Instant::now() < deadline, "the stale copy was never removed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

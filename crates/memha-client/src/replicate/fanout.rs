@@ -358,8 +358,8 @@ impl Stragglers {
 
     /// Awaits the calls (within the write's deadline), accounting for each
     /// answer like the fan-out does, and returns the nodes that applied
-    /// the write after all.
-    pub(crate) async fn finish(self) -> Vec<Arc<Member>> {
+    /// the write after all, with their answers.
+    pub(crate) async fn finish(self) -> Vec<(Arc<Member>, Reply)> {
         let deadline = pin!(tokio::time::sleep_until(self.deadline));
         let mut calls = Calls::new(deadline, self.timeout, Order::Sent);
         for (member, call) in self.calls {
@@ -370,8 +370,8 @@ impl Stragglers {
             if let Some(key) = &self.key {
                 after_write(&member, key, &answer).await;
             }
-            if is_applied(&answer) {
-                applied.push(member);
+            if let (true, Ok(reply)) = (is_applied(&answer), answer) {
+                applied.push((member, reply));
             }
         }
         applied

@@ -283,12 +283,31 @@ impl Shared {
         if let Some(stragglers) = stragglers {
             // A node counted as missing the write may apply it after all:
             // then its entries go, or its fresh copy would lose a later
-            // divergence to copies that may be gone by then.
+            // divergence to copies that may be gone by then. A late touch
+            // touched whatever copy the node held: only one like a copy the
+            // others answered with (or none) is in line with the touch's
+            // answer; any other keeps its entries and loses the next read's
+            // divergence (a touch answered as a miss must not leave a live
+            // copy behind; chaos seed 19 under load).
             let marking: Option<(u64, Vec<Arc<Member>>)> = marked.as_ref().ok().cloned().flatten();
+            let answered = match command {
+                Command::MetaGet(_) => Some(live_copies(&gathered.answers)),
+                _ => None,
+            };
             let (writer, key) = (self.writer, key.clone());
             tokio::spawn(
                 async move {
-                    let applied = stragglers.finish().await;
+                    let applied: Vec<Arc<Member>> = stragglers
+                        .finish()
+                        .await
+                        .into_iter()
+                        .filter(|(_, late)| {
+                            answered
+                                .as_ref()
+                                .is_none_or(|copies| touched_in_line(late, copies))
+                        })
+                        .map(|(member, _)| member)
+                        .collect();
                     if let (Some((at_ms, holders)), false) = (marking, applied.is_empty()) {
                         stale::clear_late(writer, &key, &applied, &holders, at_ms).await;
                     }
@@ -324,6 +343,30 @@ impl Shared {
             error = error.with_source(cause);
         }
         Err(error)
+    }
+}
+
+/// The live copies (hits not stale on the server) among a touch's answers.
+fn live_copies(answers: &[(&Arc<Member>, Result<Reply, Error>)]) -> Vec<resolve::Copy> {
+    answers
+        .iter()
+        .filter_map(|(member, answer)| match asked_of(member, answer.clone()).read {
+            resolve::NodeRead::Hit(copy) if !copy.server_stale => Some(copy),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether a touch a node applied late (`late`) leaves it in line with
+/// the copies the others answered with: it found no live copy, or one
+/// like theirs.
+fn touched_in_line(late: &Reply, answered: &[resolve::Copy]) -> bool {
+    let Reply::Meta(meta) = late else { return true };
+    match (meta.status, &meta.value) {
+        (MetaStatus::Value, Some(value)) if !meta.flags.stale => answered.iter().any(|copy| {
+            copy.value == *value && copy.flags == meta.flags.client_flags.unwrap_or(0)
+        }),
+        _ => true,
     }
 }
 
