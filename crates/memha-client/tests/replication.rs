@@ -953,7 +953,10 @@ async fn a_touch_answered_not_found_leaves_no_live_copy_behind() {
     assert_eq!(client.get("late").await.unwrap(), None);
     let deadline = Instant::now() + BOUND;
     while on_node(node0, "late").is_some() {
-        assert!(Instant::now() < deadline, "the stale copy was never removed");
+        assert!(
+            Instant::now() < deadline,
+            "the stale copy was never removed"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

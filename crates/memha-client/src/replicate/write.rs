@@ -350,10 +350,12 @@ impl Shared {
 fn live_copies(answers: &[(&Arc<Member>, Result<Reply, Error>)]) -> Vec<resolve::Copy> {
     answers
         .iter()
-        .filter_map(|(member, answer)| match asked_of(member, answer.clone()).read {
-            resolve::NodeRead::Hit(copy) if !copy.server_stale => Some(copy),
-            _ => None,
-        })
+        .filter_map(
+            |(member, answer)| match asked_of(member, answer.clone()).read {
+                resolve::NodeRead::Hit(copy) if !copy.server_stale => Some(copy),
+                _ => None,
+            },
+        )
         .collect()
 }
 
@@ -363,9 +365,9 @@ fn live_copies(answers: &[(&Arc<Member>, Result<Reply, Error>)]) -> Vec<resolve:
 fn touched_in_line(late: &Reply, answered: &[resolve::Copy]) -> bool {
     let Reply::Meta(meta) = late else { return true };
     match (meta.status, &meta.value) {
-        (MetaStatus::Value, Some(value)) if !meta.flags.stale => answered.iter().any(|copy| {
-            copy.value == *value && copy.flags == meta.flags.client_flags.unwrap_or(0)
-        }),
+        (MetaStatus::Value, Some(value)) if !meta.flags.stale => answered
+            .iter()
+            .any(|copy| copy.value == *value && copy.flags == meta.flags.client_flags.unwrap_or(0)),
         _ => true,
     }
 }
