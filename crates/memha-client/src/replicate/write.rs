@@ -304,7 +304,7 @@ impl Shared {
                         .filter(|(_, late)| {
                             answered
                                 .as_ref()
-                                .is_none_or(|copies| touched_in_line(late, copies))
+                                .map_or(true, |copies| touched_in_line(late, copies))
                         })
                         .map(|(member, _)| member)
                         .collect();
