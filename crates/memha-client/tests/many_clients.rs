@@ -267,3 +267,80 @@ async fn reserved_keys_are_refused_before_anything_is_sent() {
         );
     }
 }
+
+/// Whether `addr` holds a live (not invalidated) copy of `key`.
+fn live_on(addr: std::net::SocketAddr, key: &str) -> bool {
+    let reply = raw_roundtrip(
+        addr,
+        format!("mg {key} v\r\nmn\r\n").as_bytes(),
+        b"MN\r\n",
+        WAIT,
+    )
+    .expect("raw mg");
+    let header = reply.split(|&b| b == b'\r').next().unwrap_or_default();
+    header.starts_with(b"VA") && !header.split(|&b| b == b' ').any(|flag| flag == b"X")
+}
+
+/// A repair that read a copy before another client's delete got there adds
+/// it, behind the delete, to a node where the delete found nothing: every
+/// read would answer that live copy over the tombstones elsewhere (multi-
+/// client chaos seed 4: a touch's repair, racing a delete, brought a
+/// session back). The repairer sees the tombstone on the node it copied
+/// from and turns its add into a tombstone too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_overtaken_by_a_delete_does_not_bring_the_key_back() {
+    let cluster = MemcachedCluster::start(4).unwrap();
+    let repairer = Peer::start(&cluster, fast_health()).await;
+    let deleter = Peer::start(&cluster, fast_health()).await;
+    let addrs = cluster.addrs();
+    let mut raced = 0;
+    for attempt in 0..5 {
+        let key = format!("raced:{attempt}");
+        deleter.client.set(&key, "session").await.unwrap();
+        // Node 2 lost the key (say, restarted empty).
+        let reply = raw_roundtrip(addrs[2], format!("md {key}\r\n").as_bytes(), b"\r\n", WAIT);
+        assert_eq!(reply.unwrap(), b"HD\r\n");
+        // The repairer's touch waits out the write grace for node 3 (cut
+        // off from it) before it repairs node 2: the deleter's delete
+        // lands meanwhile.
+        repairer.proxies[3].set_mode(ProxyMode::Blackhole);
+        repairer.proxies[0].capture(true);
+        let touch = tokio::spawn({
+            let client = repairer.client.clone();
+            let key = key.clone();
+            async move { client.touch(&key, memha_client::Ttl::seconds(600)).await }
+        });
+        let sent = tokio::time::timeout(WAIT, async {
+            while !repairer.proxies[0]
+                .captured()
+                .windows(key.len())
+                .any(|w| w == key.as_bytes())
+            {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        sent.await.expect("the touch reaches node 0");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        deleter.client.delete(&key).await.unwrap();
+        let touched = touch.await.unwrap().unwrap();
+        repairer.proxies[3].drop_connections();
+        repairer.proxies[3].set_mode(ProxyMode::Pass);
+        repairer.wait_for(3, NodeState::Up).await;
+        if touched != memha_client::TouchOutcome::Touched {
+            continue; // The delete came first: no race this time.
+        }
+        raced += 1;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while addrs.iter().any(|&addr| live_on(addr, &key)) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{key}: a live copy outlived the delete: {:?}",
+                addrs.iter().map(|&a| live_on(a, &key)).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(deleter.client.get(&key).await.unwrap(), None, "{key}");
+        assert_eq!(repairer.client.get(&key).await.unwrap(), None, "{key}");
+    }
+    assert!(raced > 0, "the delete never landed within the touch");
+}

@@ -6,9 +6,10 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::Either;
 use memha_proto::{
-    Command, MetaDelete, MetaFlags, MetaGet, MetaReply, MetaSet, MetaStatus, Reply, SetMode,
+    Command, Key, MetaDelete, MetaFlags, MetaGet, MetaReply, MetaSet, MetaStatus, Reply, SetMode,
 };
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -18,7 +19,8 @@ use super::counters::Event;
 use super::fanout::{recheck, Calls, Order, Step, Stragglers, Watched};
 use super::members::{Member, Placement};
 use super::resolve::{self, Copy, NodeRead, Repair};
-use super::stale::Marked;
+use super::stale::{self, Marked};
+use super::write::tombstone_exptime;
 use super::Shared;
 use crate::error::{Error, ErrorKind};
 use crate::Ttl;
@@ -309,6 +311,7 @@ impl Shared {
         let stall_after = self.config.stall_after;
         calls.watch_stalls(stall_after);
         let mut primary_cas = None;
+        let mut added: Vec<(Arc<Member>, u64)> = Vec::new();
         while let Some(next) = calls.next_watched(stall_after, true).await {
             let (member, result) = match next {
                 Watched::Answer(member, result) => (member, result),
@@ -327,7 +330,25 @@ impl Shared {
                     if primary.is_some_and(|p| Arc::ptr_eq(member, p)) {
                         primary_cas = meta.flags.cas;
                     }
+                    let was_add = repairs.iter().any(|&(i, repair)| {
+                        matches!(repair, Repair::Add) && Arc::ptr_eq(asked[i].member, member)
+                    });
+                    if let (true, Some(cas)) = (was_add, meta.flags.cas) {
+                        added.push((Arc::clone(member), cas));
+                    }
                 }
+            }
+        }
+        if let (Some((w, _)), Some(best), false) = (winner, best, added.is_empty()) {
+            if !self.config.tombstone.is_zero() {
+                let overtaken = undo_overtaken_adds(
+                    caller.key.clone(),
+                    Arc::clone(asked[w].member),
+                    best.value.clone(),
+                    added,
+                    tombstone_exptime(self.config.tombstone),
+                );
+                tokio::spawn(overtaken.in_current_span());
             }
         }
         primary_cas
@@ -765,6 +786,52 @@ pub(super) fn asked_of(member: &Arc<Member>, answer: Result<Reply, Error>) -> As
 /// The write that repairs a node: an add where it missed (never clobbers a
 /// newer write), a CAS-guarded set where it held another copy.
 /// `exptime` is in memcached's units (0 never, seconds up to 30 days, a Unix time beyond).
+/// A copy added to nodes that missed it (`added`, with the CAS tokens the
+/// adds returned) was read from `source` before a delete got there: the
+/// delete found nothing on those nodes, so the adds put the deleted value
+/// back behind it, and reads would answer it (a live copy beats a
+/// tombstone). Looks at the source at once, and again once a delete on its
+/// way has reached it or marked it (a writer waits at most `WRITE_GRACE`):
+/// when its copy became a tombstone of the same value, or a marker on an
+/// added node names it, the adds are made tombstones too, CAS-guarded so
+/// that only the added copies are (never a write made since).
+async fn undo_overtaken_adds(
+    key: Key,
+    source: Arc<Member>,
+    value: Bytes,
+    added: Vec<(Arc<Member>, u64)>,
+    tombstone: i64,
+) {
+    for wait in [Duration::ZERO, RECHECK_AFTER] {
+        tokio::time::sleep(wait).await;
+        let mut get = MetaGet::new(key.clone());
+        (get.value, get.cas) = (true, true);
+        let now = match source.call(Command::MetaGet(get)).await {
+            Ok(Reply::Meta(meta)) => meta,
+            _ => return,
+        };
+        let same = now.value.as_ref() == Some(&value);
+        let deleted = now.status == MetaStatus::Value && now.flags.stale && same;
+        let marked = !deleted
+            && !wait.is_zero()
+            && stale::names(&key, source.seed(), added.iter().map(|(m, _)| &**m)).await;
+        if deleted || marked {
+            let undo = added.iter().map(|(member, cas)| {
+                let mut delete = MetaDelete::new(key.clone());
+                (delete.invalidate, delete.ttl, delete.compare_cas) =
+                    (true, Some(tombstone), Some(*cas));
+                member.call(Command::MetaDelete(delete))
+            });
+            futures_util::future::join_all(undo).await;
+            return;
+        }
+        // Changed otherwise (a newer write, gone): nothing to undo.
+        if !(now.status == MetaStatus::Value && same) {
+            return;
+        }
+    }
+}
+
 pub(super) fn repair_command(
     caller: &MetaGet,
     best: &Copy,
