@@ -960,3 +960,39 @@ async fn a_touch_answered_not_found_leaves_no_live_copy_behind() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A delete and a set of one key that raced (two clients), each landing
+/// last on some nodes: one node holds the delete's tombstone, the others
+/// the set's value. Every read answers the live copy, and once a delete
+/// on its way would have landed (the timeout), a read's recheck converges
+/// the tombstone to it, rather than leaving the node without the key for
+/// the tombstone's lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_and_a_set_that_raced_converge_to_the_live_copy() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let addrs = cluster.addrs();
+    let client = client_of(&addrs, ReplicationConfig::default().read_nodes(3)).await;
+    let raw = |addr, command: &str| {
+        raw_roundtrip(addr, command.as_bytes(), b"\r\n", Duration::from_secs(2)).unwrap()
+    };
+    // Node 0: the set, then the delete; nodes 1 and 2: the other way round.
+    assert_eq!(raw(addrs[0], "ms raced 3\r\nnew\r\n"), b"HD\r\n");
+    assert_eq!(raw(addrs[0], "md raced I T60\r\n"), b"HD\r\n");
+    for &addr in &addrs[1..] {
+        assert_eq!(raw(addr, "md raced I T60\r\n"), b"NF\r\n");
+        assert_eq!(raw(addr, "ms raced 3\r\nnew\r\n"), b"HD\r\n");
+    }
+    let item = client.get("raced").await.unwrap().expect("the live copy");
+    assert_eq!(item.value, "new");
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let reply = raw(addrs[0], "mg raced v\r\n");
+        let header = reply.split(|&b| b == b'\r').next().unwrap_or_default();
+        if header.starts_with(b"VA") && !header.split(|&b| b == b' ').any(|f| f == b"X") {
+            assert_eq!(on_node(addrs[0], "raced").unwrap().0, b"new");
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 0 kept the tombstone");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -89,11 +89,11 @@ impl Shared {
         let read = self
             .read_resolved(caller.clone(), first_hit, true, Pass::First)
             .await?;
-        if read.recheck {
+        if let Some(after) = read.recheck {
             let this = Arc::clone(self);
             tokio::spawn(
                 async move {
-                    tokio::time::sleep(RECHECK_AFTER).await;
+                    tokio::time::sleep(after).await;
                     let _ = this.read_resolved(caller, None, true, Pass::Recheck).await;
                 }
                 .in_current_span(),
@@ -193,13 +193,27 @@ impl Shared {
         // for the older copy. Overwriting now could put the older copy
         // over the newer one for good: the recheck does it, once the
         // write has finished or marked the nodes it missed.
-        let mut recheck = false;
-        if pass == Pass::First {
-            resolution.repairs.retain(|&(i, repair)| {
-                let defer = matches!(repair, Repair::Overwrite { .. }) && !known_stale(i);
-                recheck |= defer;
-                !defer
-            });
+        let mut recheck = None;
+        match pass {
+            Pass::First => {
+                resolution.repairs.retain(|&(i, repair)| {
+                    let defer = matches!(repair, Repair::Overwrite { .. }) && !known_stale(i);
+                    if defer {
+                        recheck = Some(RECHECK_AFTER);
+                    }
+                    !defer
+                });
+                // A tombstone beside live copies: a delete on its way, or
+                // one that raced a write of the key and landed last on some
+                // nodes. Once any delete on its way has landed or marked
+                // the nodes it missed (its calls end within the timeout),
+                // the live copy, which every read answers, is what the
+                // tombstones converge to.
+                if !resolution.held_back.is_empty() {
+                    recheck = Some(self.probe_timeout + RECHECK_AFTER);
+                }
+            }
+            Pass::Recheck => resolution.repairs.append(&mut resolution.held_back),
         }
         let primary_needs = primary_needs(&asked, primary_index, &resolution);
         let resolved = |reply| ResolvedRead {
@@ -566,8 +580,8 @@ pub(super) struct ResolvedRead {
     /// noticed since means its answer may no longer hold.
     pub(super) primary_transitions: u64,
     pub(super) primary_needs: Option<Repair>,
-    /// Live copies that differ were left for a recheck.
-    pub(super) recheck: bool,
+    /// Copies that differ were left for a recheck this much later.
+    pub(super) recheck: Option<Duration>,
 }
 
 /// What priming found: the primary's seed and health transitions when

@@ -52,6 +52,10 @@ pub(crate) struct Resolution {
     pub(crate) diverged: bool,
     /// How many copies lost because they were known to be stale.
     pub(crate) stale_lost: usize,
+    /// Repairs withheld beside a tombstone (of a delete that may be on
+    /// its way): once it has landed or marked the nodes it missed (a
+    /// read's recheck), they converge the nodes to the live copy.
+    pub(crate) held_back: Vec<(usize, Repair)>,
 }
 
 /// TTLs that differ by more than this are a divergence (a missed `touch`);
@@ -142,15 +146,15 @@ pub(crate) fn resolve<R: AsRef<NodeRead>>(
             diverged: !repairs.is_empty(),
             repairs,
             stale_lost,
+            held_back: Vec::new(),
         };
     };
     let best = trusted_hit(winner).expect("the winner is a trusted hit");
     let mut diverged = stale_lost > 0;
-    let repairs = reads
+    let mut repairs: Vec<(usize, Repair)> = reads
         .iter()
         .enumerate()
         .filter_map(|(i, read)| match read.as_ref() {
-            _ if tombstone && !marked(i) => None,
             NodeRead::Miss => Some((i, Repair::Add)),
             NodeRead::Hit(copy) if !same(copy, best) => {
                 diverged = true;
@@ -159,11 +163,18 @@ pub(crate) fn resolve<R: AsRef<NodeRead>>(
             _ => None,
         })
         .collect();
+    let mut held_back = Vec::new();
+    if tombstone {
+        // A delete may be on its way: only copies known to be stale are
+        // repaired now.
+        (repairs, held_back) = repairs.into_iter().partition(|&(i, _)| marked(i));
+    }
     Resolution {
         winner: Some(winner),
         repairs,
         diverged,
         stale_lost,
+        held_back,
     }
 }
 
@@ -246,6 +257,28 @@ mod tests {
         assert!(!resolve(&[with_ttl(100), with_ttl(99)], Some(0), unmarked).diverged);
         assert!(resolve(&[with_ttl(100), with_ttl(40)], Some(0), unmarked).diverged);
         assert!(resolve(&[with_ttl(-1), with_ttl(100)], Some(0), unmarked).diverged);
+    }
+
+    #[test]
+    fn beside_a_tombstone_only_marked_copies_are_repaired_the_rest_is_held_back() {
+        let tombstone = NodeRead::Hit(Copy {
+            server_stale: true,
+            ..match hit("old", 4) {
+                NodeRead::Hit(copy) => copy,
+                _ => unreachable!(),
+            }
+        });
+        let r = resolve(
+            &[tombstone, hit("new", 1), NodeRead::Miss, hit("older", 3)],
+            Some(1),
+            |i| i == 3,
+        );
+        assert_eq!(r.winner, Some(1));
+        assert_eq!(r.repairs, [(3, Repair::Overwrite { cas: 3 })]);
+        assert_eq!(
+            r.held_back,
+            [(0, Repair::Overwrite { cas: 4 }), (2, Repair::Add)]
+        );
     }
 
     #[test]
