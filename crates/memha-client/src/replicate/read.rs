@@ -34,9 +34,20 @@ const RECHECK_AFTER: Duration = Duration::from_millis(60);
 /// Which pass of a read: the caller's, or the recheck of a divergence it
 /// left (every Up node asked, live copies that differ overwritten).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pass {
+enum Pass<'t> {
     First,
-    Recheck,
+    /// With the copies the first pass saw (node seed, CAS): only copies
+    /// still as they were are converged. One that changed since (and a
+    /// winner that did) is a write or delete on its way: left alone.
+    Recheck {
+        seen: &'t [(u64, u64)],
+    },
+}
+
+/// A recheck the first pass of a read left.
+pub(super) struct Recheck {
+    after: Duration,
+    seen: Vec<(u64, u64)>,
 }
 
 /// What one node answered to a read.
@@ -89,12 +100,15 @@ impl Shared {
         let read = self
             .read_resolved(caller.clone(), first_hit, true, Pass::First)
             .await?;
-        if let Some(after) = read.recheck {
+        if let Some(recheck) = read.recheck {
             let this = Arc::clone(self);
             tokio::spawn(
                 async move {
-                    tokio::time::sleep(after).await;
-                    let _ = this.read_resolved(caller, None, true, Pass::Recheck).await;
+                    tokio::time::sleep(recheck.after).await;
+                    let pass = Pass::Recheck {
+                        seen: &recheck.seen,
+                    };
+                    let _ = this.read_resolved(caller, None, true, pass).await;
                 }
                 .in_current_span(),
             );
@@ -114,7 +128,7 @@ impl Shared {
         caller: MetaGet,
         mut first_hit: Option<oneshot::Sender<Reply>>,
         hedge: bool,
-        pass: Pass,
+        pass: Pass<'_>,
     ) -> Result<ResolvedRead, Error> {
         let members = self.members.snapshot();
         let mut up = Placement::of(&members, caller.key.as_bytes()).into_readable();
@@ -124,7 +138,7 @@ impl Shared {
         let primary_transitions = primary.health.transition_count();
         let wanted = match pass {
             Pass::First => self.config.read_count(up.len()),
-            Pass::Recheck => up.len(),
+            Pass::Recheck { .. } => up.len(),
         };
         rotate_secondaries(&mut up);
         let wanted = catching_up_first(&mut up, wanted, self.config.catch_up_window);
@@ -193,6 +207,13 @@ impl Shared {
         // for the older copy. Overwriting now could put the older copy
         // over the newer one for good: the recheck does it, once the
         // write has finished or marked the nodes it missed.
+        let copies: Vec<(u64, u64)> = asked
+            .iter()
+            .filter_map(|a| match &a.read {
+                NodeRead::Hit(copy) => Some((a.member.seed(), copy.cas)),
+                _ => None,
+            })
+            .collect();
         let mut recheck = None;
         match pass {
             Pass::First => {
@@ -213,8 +234,32 @@ impl Shared {
                     recheck = Some(self.probe_timeout + RECHECK_AFTER);
                 }
             }
-            Pass::Recheck => resolution.repairs.append(&mut resolution.held_back),
+            Pass::Recheck { seen } => {
+                // What changed since the first pass is a write or delete
+                // on its way: only copies (the winner's too) as they were
+                // then are converged; a copy known to be stale always is.
+                let unchanged = |i: usize| match &asked[i].read {
+                    NodeRead::Hit(copy) => seen.contains(&(asked[i].member.seed(), copy.cas)),
+                    _ => true,
+                };
+                let settled = resolution.winner.is_some_and(unchanged)
+                    && (0..asked.len()).all(|i| {
+                        known_stale(i)
+                            || !matches!(&asked[i].read, NodeRead::Hit(c) if c.server_stale)
+                            || unchanged(i)
+                    });
+                resolution.repairs.retain(|&(i, repair)| {
+                    known_stale(i) || matches!(repair, Repair::Add) || (settled && unchanged(i))
+                });
+                if settled {
+                    resolution.repairs.append(&mut resolution.held_back);
+                }
+            }
         }
+        let recheck = recheck.map(|after| Recheck {
+            after,
+            seen: copies,
+        });
         let primary_needs = primary_needs(&asked, primary_index, &resolution);
         let resolved = |reply| ResolvedRead {
             reply,
@@ -580,8 +625,8 @@ pub(super) struct ResolvedRead {
     /// noticed since means its answer may no longer hold.
     pub(super) primary_transitions: u64,
     pub(super) primary_needs: Option<Repair>,
-    /// Copies that differ were left for a recheck this much later.
-    pub(super) recheck: Option<Duration>,
+    /// Copies that differ were left for a recheck.
+    pub(super) recheck: Option<Recheck>,
 }
 
 /// What priming found: the primary's seed and health transitions when
