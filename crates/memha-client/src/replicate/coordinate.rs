@@ -245,14 +245,22 @@ impl Shared {
     }
 
     /// Writes `set` over the tombstone `member` holds for `key`, if it
-    /// holds one (CAS-guarded).
+    /// holds one (CAS-guarded). A tombstone whose CAS moved meanwhile (a
+    /// touch gave it back its lifetime) is still one: tried again, a few
+    /// times (multi-client chaos seed 9: the add's copy stayed on the
+    /// primary alone, and its restart lost it).
     async fn replace_tombstone(&self, key: &Key, member: &Member, set: &MetaSet) {
-        let Some(cas) = self.tombstone_cas(key, member).await else {
-            return;
-        };
-        let mut overwrite = set.clone();
-        overwrite.mode = SetMode::Set;
-        overwrite.compare_cas = Some(cas);
-        let _ = member.call(Command::MetaSet(overwrite)).await;
+        for _ in 0..3 {
+            let Some(cas) = self.tombstone_cas(key, member).await else {
+                return;
+            };
+            let mut overwrite = set.clone();
+            overwrite.mode = SetMode::Set;
+            overwrite.compare_cas = Some(cas);
+            match member.call(Command::MetaSet(overwrite)).await {
+                Ok(Reply::Meta(meta)) if meta.status == MetaStatus::Exists => continue,
+                _ => return,
+            }
+        }
     }
 }
