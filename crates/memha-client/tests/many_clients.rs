@@ -344,3 +344,51 @@ async fn a_repair_overtaken_by_a_delete_does_not_bring_the_key_back() {
     }
     assert!(raced > 0, "the delete never landed within the touch");
 }
+
+/// A set held up on its way to one node (a slow path from its writer)
+/// lands there after another client's delete of the key: its late answer
+/// must not clear the writer's record that the node missed the set, or
+/// the node's copy would outlive the delete (multi-client chaos seed 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_landing_late_behind_a_delete_does_not_bring_the_key_back() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let writer = Peer::start(&cluster, fast_health()).await;
+    let deleter = Peer::start(&cluster, fast_health()).await;
+    let mut everywhere = Client::builder()
+        .timeout(TIMEOUT)
+        .replication(memha_client::ReplicationConfig::default().read_nodes(3));
+    for (i, addr) in cluster.addrs().into_iter().enumerate() {
+        everywhere = everywhere.named_node(node_name(i), addr);
+    }
+    let everywhere = everywhere.build().await.unwrap();
+    let node2 = cluster.addrs()[2];
+
+    deleter.client.set("late-set", "old").await.unwrap();
+    // 100 ms each way: past the write grace, within the timeout.
+    writer.proxies[2].set_mode(ProxyMode::Delay(Duration::from_millis(100)));
+    writer.client.set("late-set", "new").await.unwrap();
+    deleter.client.delete("late-set").await.unwrap();
+    // The set reaches node 2 after the delete did...
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !live_on(node2, "late-set") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the late set never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // ...and its answer comes back 100 ms later, handled at once (it used
+    // to clear the record then): nothing observable follows, so wait it out.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    writer.proxies[2].set_mode(ProxyMode::Pass);
+    assert_eq!(everywhere.get("late-set").await.unwrap(), None);
+    assert_eq!(deleter.client.get("late-set").await.unwrap(), None);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while live_on(node2, "late-set") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node 2 kept the late copy"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

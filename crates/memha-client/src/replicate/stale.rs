@@ -331,6 +331,43 @@ impl Shared {
     }
 }
 
+/// What a write left on the nodes that stored it.
+pub(crate) enum Left {
+    /// A live copy of this value and these flags.
+    Value(Bytes, u32),
+    /// No live copy (a delete).
+    Gone,
+}
+
+/// Whether every one of `holders` still holds what a write of `key` left
+/// there: then a node that applied that write late is in line with them,
+/// rather than holding it over a newer write or delete.
+pub(crate) async fn still_left(key: &Key, left: &Left, holders: &[Arc<Member>]) -> bool {
+    let mut get = MetaGet::new(key.clone());
+    (get.value, get.client_flags) = (true, true);
+    let mut reads: FuturesUnordered<_> = holders
+        .iter()
+        .map(|holder| holder.call(Command::MetaGet(get.clone())))
+        .collect();
+    while let Some(answer) = reads.next().await {
+        let Ok(Reply::Meta(meta)) = answer else {
+            return false;
+        };
+        let live = meta.status == MetaStatus::Value && !meta.flags.stale;
+        let as_left = match left {
+            Left::Gone => !live,
+            Left::Value(value, flags) => {
+                live && meta.value.as_ref() == Some(value)
+                    && meta.flags.client_flags.unwrap_or(0) == *flags
+            }
+        };
+        if !as_left {
+            return false;
+        }
+    }
+    true
+}
+
 /// Whether `key`'s marker on any of `holders` names node `node`.
 pub(crate) async fn names<'m>(
     key: &Key,

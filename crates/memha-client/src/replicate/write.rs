@@ -288,10 +288,22 @@ impl Shared {
             // others answered with (or none) is in line with the touch's
             // answer; any other keeps its entries and loses the next read's
             // divergence (a touch answered as a miss must not leave a live
-            // copy behind; chaos seed 19 under load).
+            // copy behind; chaos seed 19 under load). A late set or delete
+            // may have landed over a newer write or delete of another
+            // client: only while the holders still hold what it left is
+            // the node in line (multi-client chaos seed 10: a set held up
+            // 100 ms on its way to one node undid a delete there).
             let marking: Option<(u64, Vec<Arc<Member>>)> = marked.as_ref().ok().cloned().flatten();
             let answered = match command {
                 Command::MetaGet(_) => Some(live_copies(&gathered.answers)),
+                _ => None,
+            };
+            let left = match command {
+                Command::MetaSet(set) => Some(stale::Left::Value(
+                    set.value.clone(),
+                    set.client_flags.unwrap_or(0),
+                )),
+                Command::MetaDelete(_) => Some(stale::Left::Gone),
                 _ => None,
             };
             let (writer, key) = (self.writer, key.clone());
@@ -309,7 +321,13 @@ impl Shared {
                         .map(|(member, _)| member)
                         .collect();
                     if let (Some((at_ms, holders)), false) = (marking, applied.is_empty()) {
-                        stale::clear_late(writer, &key, &applied, &holders, at_ms).await;
+                        let in_line = match &left {
+                            Some(left) => stale::still_left(&key, left, &holders).await,
+                            None => true,
+                        };
+                        if in_line {
+                            stale::clear_late(writer, &key, &applied, &holders, at_ms).await;
+                        }
                     }
                 }
                 .in_current_span(),
