@@ -420,7 +420,11 @@ async fn clear_entries(
     holder: &Member,
     at: std::ops::RangeInclusive<u64>,
 ) {
-    {
+    // CAS-guarded: an entry appended meanwhile must not be lost. On a
+    // conflict (other clients append to shared keys' markers all the
+    // time) read it again: an entry left behind would condemn the node's
+    // fresh copies of the key for the marker's whole lifetime.
+    for _ in 0..4 {
         let marker = marker_key(key);
         let mut get = MetaGet::new(marker.clone());
         (get.value, get.cas, get.ttl) = (true, true, true);
@@ -440,8 +444,6 @@ async fn clear_entries(
             return;
         }
         let Some(cas) = meta.flags.cas else { return };
-        // CAS-guarded: an entry appended meanwhile must not be lost. A
-        // conflict leaves the marker as it is, to expire.
         let command = if kept.is_empty() {
             let mut delete = MetaDelete::new(marker);
             delete.compare_cas = Some(cas);
@@ -452,7 +454,10 @@ async fn clear_entries(
             set.ttl = Some(Ttl::from_remaining(meta.flags.ttl.unwrap_or(-1)).exptime());
             Command::MetaSet(set)
         };
-        let _ = holder.call(command).await;
+        match holder.call(command).await {
+            Ok(Reply::Meta(meta)) if meta.status == MetaStatus::Exists => continue,
+            _ => return,
+        }
     }
 }
 
