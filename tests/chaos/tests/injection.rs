@@ -327,8 +327,16 @@ fn framing_in_values_survives_replication_and_repair() {
                         let item = client.get(key.as_str()).await.unwrap().expect("just set");
                         prop_assert_eq!(&item.value[..], &value[..]);
                         prop_assert_eq!(item.flags, *flags);
-                        for &addr in &addrs {
-                            let copy = copy_on(addr, key).expect("on every node");
+                        // Acknowledged by a majority: on a loaded machine
+                        // the third node may look stalled (or be back from
+                        // the last case's restart only just), and a set
+                        // does not wait for it. Every copy is exact.
+                        let copies: Vec<Copy> = addrs
+                            .iter()
+                            .filter_map(|&addr| copy_on(addr, key))
+                            .collect();
+                        prop_assert!(copies.len() >= 2, "{} on {} nodes", key, copies.len());
+                        for copy in &copies {
                             prop_assert_eq!(&copy.value[..], &value[..]);
                         }
                     }
@@ -340,11 +348,17 @@ fn framing_in_values_survives_replication_and_repair() {
                     }
                     let repairs_before = client.cluster().unwrap().stats().repairs;
                     let health = client.cluster().unwrap().health();
-                    let deadline = Instant::now() + Duration::from_secs(10);
+                    let deadline = Instant::now() + Duration::from_secs(30);
                     let mut repaired = 0;
                     for (key, (value, flags)) in keys.iter().zip(&values) {
                         loop {
-                            prop_assert!(Instant::now() < deadline, "{} never repaired", key);
+                            prop_assert!(
+                                Instant::now() < deadline,
+                                "{} never repaired (node {:?}, {:?})",
+                                key,
+                                health.state(node.addr()),
+                                client.cluster().unwrap().stats()
+                            );
                             if health.state(node.addr()) == Some(NodeState::Up) {
                                 // The two other nodes hold the key throughout:
                                 // a miss is a false one (promise 1), and an
