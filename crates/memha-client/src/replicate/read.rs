@@ -19,7 +19,7 @@ use super::counters::Event;
 use super::fanout::{recheck, Calls, Order, Step, Stragglers, Watched};
 use super::members::{Member, Placement};
 use super::resolve::{self, Copy, NodeRead, Repair};
-use super::stale::{self, Marked};
+use super::stale::Marked;
 use super::write::tombstone_exptime;
 use super::Shared;
 use crate::error::{Error, ErrorKind};
@@ -849,11 +849,13 @@ pub(super) fn asked_of(member: &Arc<Member>, answer: Result<Reply, Error>) -> As
 /// adds returned) was read from `source` before a delete got there: the
 /// delete found nothing on those nodes, so the adds put the deleted value
 /// back behind it, and reads would answer it (a live copy beats a
-/// tombstone). Looks at the source at once, and again once a delete on its
-/// way has reached it or marked it (a writer waits at most `WRITE_GRACE`):
-/// when its copy became a tombstone of the same value, or a marker on an
-/// added node names it, the adds are made tombstones too, CAS-guarded so
-/// that only the added copies are (never a write made since).
+/// tombstone). Looks at the source once the adds are stored: when its copy
+/// became a tombstone of the same value, the adds are made tombstones too,
+/// CAS-guarded so that only the added copies are (never a write made since).
+///
+/// Once only: a second look later (for a delete still on its way to the
+/// source) kept restarted nodes Down for seconds in the injection test,
+/// its calls landing on nodes as they restarted; not understood yet.
 async fn undo_overtaken_adds(
     key: Key,
     source: Arc<Member>,
@@ -861,33 +863,21 @@ async fn undo_overtaken_adds(
     added: Vec<(Arc<Member>, u64)>,
     tombstone: i64,
 ) {
-    for wait in [Duration::ZERO, RECHECK_AFTER] {
-        tokio::time::sleep(wait).await;
-        let mut get = MetaGet::new(key.clone());
-        (get.value, get.cas) = (true, true);
-        let now = match source.call(Command::MetaGet(get)).await {
-            Ok(Reply::Meta(meta)) => meta,
-            _ => return,
-        };
-        let same = now.value.as_ref() == Some(&value);
-        let deleted = now.status == MetaStatus::Value && now.flags.stale && same;
-        let marked = !deleted
-            && !wait.is_zero()
-            && stale::names(&key, source.seed(), added.iter().map(|(m, _)| &**m)).await;
-        if deleted || marked {
-            let undo = added.iter().map(|(member, cas)| {
-                let mut delete = MetaDelete::new(key.clone());
-                (delete.invalidate, delete.ttl, delete.compare_cas) =
-                    (true, Some(tombstone), Some(*cas));
-                member.call(Command::MetaDelete(delete))
-            });
-            futures_util::future::join_all(undo).await;
-            return;
-        }
-        // Changed otherwise (a newer write, gone): nothing to undo.
-        if !(now.status == MetaStatus::Value && same) {
-            return;
-        }
+    let mut get = MetaGet::new(key.clone());
+    (get.value, get.cas) = (true, true);
+    let Ok(Reply::Meta(now)) = source.call(Command::MetaGet(get)).await else {
+        return;
+    };
+    let deleted =
+        now.status == MetaStatus::Value && now.flags.stale && now.value.as_ref() == Some(&value);
+    if deleted {
+        let undo = added.iter().map(|(member, cas)| {
+            let mut delete = MetaDelete::new(key.clone());
+            (delete.invalidate, delete.ttl, delete.compare_cas) =
+                (true, Some(tombstone), Some(*cas));
+            member.call(Command::MetaDelete(delete))
+        });
+        futures_util::future::join_all(undo).await;
     }
 }
 

@@ -368,29 +368,6 @@ pub(crate) async fn still_left(key: &Key, left: &Left, holders: &[Arc<Member>]) 
     true
 }
 
-/// Whether `key`'s marker on any of `holders` names node `node`.
-pub(crate) async fn names<'m>(
-    key: &Key,
-    node: u64,
-    holders: impl Iterator<Item = &'m Member>,
-) -> bool {
-    let mut get = MetaGet::new(marker_key(key));
-    get.value = true;
-    let mut reads: FuturesUnordered<_> = holders
-        .map(|holder| holder.call(Command::MetaGet(get.clone())))
-        .collect();
-    while let Some(answer) = reads.next().await {
-        if let Ok(Reply::Meta(meta)) = answer {
-            if let (MetaStatus::Value, Some(value)) = (meta.status, &meta.value) {
-                if parse_entries(value).iter().any(|e| e.node == node) {
-                    return true;
-                }
-            }
-        }
-    }
-    false
-}
-
 /// After nodes counted as missing a write (silent after the grace) applied
 /// it after all, removes the entries that marking made for them (writer
 /// `writer`, time `at_ms`) from the markers on `holders`, so their copies
