@@ -207,13 +207,6 @@ impl Shared {
         // for the older copy. Overwriting now could put the older copy
         // over the newer one for good: the recheck does it, once the
         // write has finished or marked the nodes it missed.
-        let copies: Vec<(u64, u64)> = asked
-            .iter()
-            .filter_map(|a| match &a.read {
-                NodeRead::Hit(copy) => Some((a.member.seed(), copy.cas)),
-                _ => None,
-            })
-            .collect();
         let mut recheck = None;
         match pass {
             Pass::First => {
@@ -256,9 +249,16 @@ impl Shared {
                 }
             }
         }
+        // Only a read that left a recheck (a divergence) records its copies.
         let recheck = recheck.map(|after| Recheck {
             after,
-            seen: copies,
+            seen: asked
+                .iter()
+                .filter_map(|a| match &a.read {
+                    NodeRead::Hit(copy) => Some((a.member.seed(), copy.cas)),
+                    _ => None,
+                })
+                .collect(),
         });
         let primary_needs = primary_needs(&asked, primary_index, &resolution);
         let resolved = |reply| ResolvedRead {
