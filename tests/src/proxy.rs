@@ -169,6 +169,17 @@ impl FaultProxy {
         })
     }
 
+    /// One proxy in front of each of `targets`, in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start), for the first proxy that fails.
+    pub fn in_front_of(
+        targets: impl IntoIterator<Item = SocketAddr>,
+    ) -> io::Result<Vec<FaultProxy>> {
+        targets.into_iter().map(FaultProxy::start).collect()
+    }
+
     /// The address clients connect to (`127.0.0.1:<port>`).
     pub fn addr(&self) -> SocketAddr {
         self.addr

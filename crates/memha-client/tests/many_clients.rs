@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::on_node;
+use common::{live_on, on_node};
 use memha_client::discovery::NodeId;
 use memha_client::{Client, ErrorKind, HealthConfig, NodeState};
 use memha_tests::{raw_roundtrip, FaultProxy, MemcachedCluster, ProxyMode};
@@ -23,11 +23,7 @@ struct Peer {
 
 impl Peer {
     async fn start(cluster: &MemcachedCluster, health: HealthConfig) -> Peer {
-        let proxies: Vec<FaultProxy> = cluster
-            .addrs()
-            .into_iter()
-            .map(|addr| FaultProxy::start(addr).expect("proxy"))
-            .collect();
+        let proxies = FaultProxy::in_front_of(cluster.addrs()).expect("proxies");
         let mut builder = Client::builder().timeout(TIMEOUT).health(health);
         for (i, proxy) in proxies.iter().enumerate() {
             builder = builder.named_node(node_name(i), proxy.addr());
@@ -266,19 +262,6 @@ async fn reserved_keys_are_refused_before_anything_is_sent() {
             String::from_utf8_lossy(&sent)
         );
     }
-}
-
-/// Whether `addr` holds a live (not invalidated) copy of `key`.
-fn live_on(addr: std::net::SocketAddr, key: &str) -> bool {
-    let reply = raw_roundtrip(
-        addr,
-        format!("mg {key} v\r\nmn\r\n").as_bytes(),
-        b"MN\r\n",
-        WAIT,
-    )
-    .expect("raw mg");
-    let header = reply.split(|&b| b == b'\r').next().unwrap_or_default();
-    header.starts_with(b"VA") && !header.split(|&b| b == b' ').any(|flag| flag == b"X")
 }
 
 /// A repair that read a copy before another client's delete got there adds

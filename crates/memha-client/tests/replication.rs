@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{on_node, BOUND};
+use common::{live_on, on_node, BOUND};
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -923,11 +923,7 @@ async fn a_hot_key_written_during_an_outage_keeps_a_one_line_marker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_touch_answered_not_found_leaves_no_live_copy_behind() {
     let cluster = MemcachedCluster::start(3).unwrap();
-    let proxies: Vec<FaultProxy> = cluster
-        .addrs()
-        .into_iter()
-        .map(|addr| FaultProxy::start(addr).unwrap())
-        .collect();
+    let proxies = FaultProxy::in_front_of(cluster.addrs()).unwrap();
     let proxied: Vec<SocketAddr> = proxies.iter().map(FaultProxy::addr).collect();
     let client = client_of(&proxied, ReplicationConfig::default().read_nodes(3)).await;
     wait_all_up(&client, 3).await;
@@ -985,14 +981,9 @@ async fn a_delete_and_a_set_that_raced_converge_to_the_live_copy() {
     let item = client.get("raced").await.unwrap().expect("the live copy");
     assert_eq!(item.value, "new");
     let deadline = Instant::now() + BOUND;
-    loop {
-        let reply = raw(addrs[0], "mg raced v\r\n");
-        let header = reply.split(|&b| b == b'\r').next().unwrap_or_default();
-        if header.starts_with(b"VA") && !header.split(|&b| b == b' ').any(|f| f == b"X") {
-            assert_eq!(on_node(addrs[0], "raced").unwrap().0, b"new");
-            break;
-        }
+    while !live_on(addrs[0], "raced") {
         assert!(Instant::now() < deadline, "node 0 kept the tombstone");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert_eq!(on_node(addrs[0], "raced").unwrap().0, b"new");
 }

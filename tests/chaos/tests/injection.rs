@@ -172,11 +172,7 @@ fn bad_keys_never_put_a_byte_on_the_wire() {
         .build()
         .unwrap();
     let cluster = MemcachedCluster::start(3).unwrap();
-    let proxies: Vec<FaultProxy> = cluster
-        .addrs()
-        .into_iter()
-        .map(|addr| FaultProxy::start(addr).unwrap())
-        .collect();
+    let proxies = FaultProxy::in_front_of(cluster.addrs()).unwrap();
     let proxy_addrs: Vec<SocketAddr> = proxies.iter().map(FaultProxy::addr).collect();
     // One client of a single node (nothing else on the wire), one of the
     // three nodes (probes on their own connections are left out).

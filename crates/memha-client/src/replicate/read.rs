@@ -842,9 +842,6 @@ pub(super) fn asked_of(member: &Arc<Member>, answer: Result<Reply, Error>) -> As
     }
 }
 
-/// The write that repairs a node: an add where it missed (never clobbers a
-/// newer write), a CAS-guarded set where it held another copy.
-/// `exptime` is in memcached's units (0 never, seconds up to 30 days, a Unix time beyond).
 /// A copy added to nodes that missed it (`added`, with the CAS tokens the
 /// adds returned) was read from `source` before a delete got there: the
 /// delete found nothing on those nodes, so the adds put the deleted value
@@ -881,6 +878,9 @@ async fn undo_overtaken_adds(
     }
 }
 
+/// The write that repairs a node: an add where it missed (never clobbers a
+/// newer write), a CAS-guarded set where it held another copy.
+/// `exptime` is in memcached's units (0 never, seconds up to 30 days, a Unix time beyond).
 pub(super) fn repair_command(
     caller: &MetaGet,
     best: &Copy,

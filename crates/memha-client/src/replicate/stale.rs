@@ -331,17 +331,37 @@ impl Shared {
     }
 }
 
-/// What a write left on the nodes that stored it.
+/// What a write left on a node.
 pub(crate) enum Left {
     /// A live copy of this value and these flags.
     Value(Bytes, u32),
-    /// No live copy (a delete).
+    /// No live copy.
     Gone,
 }
 
-/// Whether every one of `holders` still holds what a write of `key` left
-/// there: then a node that applied that write late is in line with them,
-/// rather than holding it over a newer write or delete.
+impl Left {
+    /// What `command` (a set, delete or touch) left on a node that
+    /// answered it with `reply`: a set's value, nothing after a delete,
+    /// and after a touch the copy the node held (its reply shows it).
+    pub(crate) fn after(command: &Command, reply: &Reply) -> Left {
+        match (command, reply) {
+            (Command::MetaSet(set), _) => {
+                Left::Value(set.value.clone(), set.client_flags.unwrap_or(0))
+            }
+            (Command::MetaGet(_), Reply::Meta(meta)) => match (&meta.value, meta.flags.stale) {
+                (Some(value), false) if meta.status == MetaStatus::Value => {
+                    Left::Value(value.clone(), meta.flags.client_flags.unwrap_or(0))
+                }
+                _ => Left::Gone,
+            },
+            _ => Left::Gone,
+        }
+    }
+}
+
+/// Whether every one of `holders` holds `left` for `key`: then a node that
+/// applied a write late and holds `left` is in line with them, rather than
+/// holding it over a newer write or delete.
 pub(crate) async fn still_left(key: &Key, left: &Left, holders: &[Arc<Member>]) -> bool {
     let mut get = MetaGet::new(key.clone());
     (get.value, get.client_flags) = (true, true);

@@ -283,51 +283,30 @@ impl Shared {
         if let Some(stragglers) = stragglers {
             // A node counted as missing the write may apply it after all:
             // then its entries go, or its fresh copy would lose a later
-            // divergence to copies that may be gone by then. A late touch
-            // touched whatever copy the node held: only one like a copy the
-            // others answered with (or none) is in line with the touch's
-            // answer; any other keeps its entries and loses the next read's
-            // divergence (a touch answered as a miss must not leave a live
-            // copy behind; chaos seed 19 under load). A late set or delete
-            // may have landed over a newer write or delete of another
-            // client: only while the holders still hold what it left is
-            // the node in line (multi-client chaos seed 10: a set held up
-            // 100 ms on its way to one node undid a delete there).
+            // divergence to copies that may be gone by then. Only while the
+            // nodes that stored the write still hold what the late node now
+            // holds, though: a late set or delete may have landed over a
+            // newer write or delete of another client (multi-client chaos
+            // seed 10), and a late touch touched whatever copy the node had
+            // (chaos seed 19: one the others lacked, the touch answered "not
+            // found"); such a node keeps its entries and loses the next read.
             let marking: Option<(u64, Vec<Arc<Member>>)> = marked.as_ref().ok().cloned().flatten();
-            let answered = match command {
-                Command::MetaGet(_) => Some(live_copies(&gathered.answers)),
-                _ => None,
-            };
-            let left = match command {
-                Command::MetaSet(set) => Some(stale::Left::Value(
-                    set.value.clone(),
-                    set.client_flags.unwrap_or(0),
-                )),
-                Command::MetaDelete(_) => Some(stale::Left::Gone),
-                _ => None,
-            };
-            let (writer, key) = (self.writer, key.clone());
+            let (writer, key, command) = (self.writer, key.clone(), command.clone());
             tokio::spawn(
                 async move {
-                    let applied: Vec<Arc<Member>> = stragglers
-                        .finish()
-                        .await
-                        .into_iter()
-                        .filter(|(_, late)| {
-                            answered
-                                .as_ref()
-                                .map_or(true, |copies| touched_in_line(late, copies))
-                        })
-                        .map(|(member, _)| member)
-                        .collect();
-                    if let (Some((at_ms, holders)), false) = (marking, applied.is_empty()) {
-                        let in_line = match &left {
-                            Some(left) => stale::still_left(&key, left, &holders).await,
-                            None => true,
-                        };
-                        if in_line {
-                            stale::clear_late(writer, &key, &applied, &holders, at_ms).await;
+                    let Some((at_ms, holders)) = marking else {
+                        stragglers.finish().await;
+                        return;
+                    };
+                    let mut in_line = Vec::new();
+                    for (member, late) in stragglers.finish().await {
+                        let now_holds = stale::Left::after(&command, &late);
+                        if stale::still_left(&key, &now_holds, &holders).await {
+                            in_line.push(member);
                         }
+                    }
+                    if !in_line.is_empty() {
+                        stale::clear_late(writer, &key, &in_line, &holders, at_ms).await;
                     }
                 }
                 .in_current_span(),
@@ -361,32 +340,6 @@ impl Shared {
             error = error.with_source(cause);
         }
         Err(error)
-    }
-}
-
-/// The live copies (hits not stale on the server) among a touch's answers.
-fn live_copies(answers: &[(&Arc<Member>, Result<Reply, Error>)]) -> Vec<resolve::Copy> {
-    answers
-        .iter()
-        .filter_map(
-            |(member, answer)| match asked_of(member, answer.clone()).read {
-                resolve::NodeRead::Hit(copy) if !copy.server_stale => Some(copy),
-                _ => None,
-            },
-        )
-        .collect()
-}
-
-/// Whether a touch a node applied late (`late`) leaves it in line with
-/// the copies the others answered with: it found no live copy, or one
-/// like theirs.
-fn touched_in_line(late: &Reply, answered: &[resolve::Copy]) -> bool {
-    let Reply::Meta(meta) = late else { return true };
-    match (meta.status, &meta.value) {
-        (MetaStatus::Value, Some(value)) if !meta.flags.stale => answered
-            .iter()
-            .any(|copy| copy.value == *value && copy.flags == meta.flags.client_flags.unwrap_or(0)),
-        _ => true,
     }
 }
 

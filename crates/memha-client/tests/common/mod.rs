@@ -128,3 +128,17 @@ pub fn on_node(addr: SocketAddr, key: &str) -> Option<(Vec<u8>, u32, i64)> {
     let start = header_end + 2;
     Some((reply[start..start + len].to_vec(), flags, ttl))
 }
+
+/// Whether `addr` holds a live copy of `key` (neither missing nor a
+/// tombstone: invalidated, flagged `X`).
+pub fn live_on(addr: SocketAddr, key: &str) -> bool {
+    let reply = raw_roundtrip(
+        addr,
+        format!("mg {key} v\r\nmn\r\n").as_bytes(),
+        b"MN\r\n",
+        Duration::from_secs(2),
+    )
+    .expect("raw mg");
+    let header = reply.split(|&b| b == b'\r').next().unwrap_or_default();
+    header.starts_with(b"VA") && !header.split(|&b| b == b' ').any(|flag| flag == b"X")
+}
