@@ -375,3 +375,140 @@ async fn a_set_landing_late_behind_a_delete_does_not_bring_the_key_back() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// An `add` is overtaken on its primary by another client's set, which a
+/// third client's delete then reaches everywhere but the primary (still on
+/// its way there) before the add's copy goes out: the add must not copy
+/// the set's value over those tombstones, or it would outlive the delete
+/// (multi-client chaos seed 7). The other clients' writes are made with
+/// plain connections, inside the window the adder's slow paths leave
+/// between its decision on the primary and its read of the primary's copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_overtaken_on_its_primary_copies_nothing_over_a_later_delete() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let adder = Peer::start(&cluster, fast_health()).await;
+    let addrs = cluster.addrs();
+    let raw = |addr, request: String| {
+        raw_roundtrip(addr, request.as_bytes(), b"\r\n", WAIT).expect("raw command")
+    };
+    // 100 ms each way: 200 ms between the add landing on the primary and
+    // the adder's read of it, within the 300 ms timeout.
+    for proxy in &adder.proxies {
+        proxy.set_mode(ProxyMode::Delay(Duration::from_millis(100)));
+    }
+    let key = "overtaken-add";
+    let add = tokio::spawn({
+        let client = adder.client.clone();
+        async move { client.add(key, "added").await }
+    });
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let primary = loop {
+        if let Some(i) = (0..addrs.len()).find(|&i| live_on(addrs[i], key)) {
+            break i;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the add never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    // A set everywhere, then a delete everywhere but the primary.
+    for &addr in &addrs {
+        assert_eq!(raw(addr, format!("ms {key} 3 T0\r\nset\r\n")), b"HD\r\n");
+    }
+    for (i, &addr) in addrs.iter().enumerate() {
+        if i != primary {
+            assert_eq!(raw(addr, format!("md {key} I T4\r\n")), b"HD\r\n");
+        }
+    }
+    assert_eq!(
+        add.await.unwrap().unwrap(),
+        memha_client::StoreOutcome::Stored
+    );
+    // The delete reaches the primary.
+    assert_eq!(raw(addrs[primary], format!("md {key} I T4\r\n")), b"HD\r\n");
+    for proxy in &adder.proxies {
+        proxy.set_mode(ProxyMode::Pass);
+    }
+    let live: Vec<bool> = addrs.iter().map(|&addr| live_on(addr, key)).collect();
+    assert_eq!(live, [false; 3], "a live copy outlived the delete");
+    assert_eq!(adder.client.get(key).await.unwrap(), None);
+}
+
+/// Other clients keep deleting a session that another creates anew with
+/// `add`: every delete moves the CAS of the tombstone the add must write
+/// over, between the adder's look at it and its CAS-guarded write. The
+/// adder looks again rather than report the key as existing (multi-client
+/// chaos seed 7: an add refused although every client had deleted the key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_over_a_tombstone_other_clients_keep_deleting_is_stored() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let adder = Peer::start(&cluster, fast_health()).await;
+    let deleter = Peer::start(&cluster, fast_health()).await;
+    let key = "contested-add";
+    deleter.client.set(key, "old").await.unwrap();
+    assert_eq!(
+        deleter.client.delete(key).await.unwrap(),
+        memha_client::DeleteOutcome::Deleted
+    );
+    let cluster_view = adder.client.cluster().unwrap();
+    let primary_addr = cluster_view.placement(key)[0];
+    let primary = adder
+        .proxies
+        .iter()
+        .position(|proxy| proxy.addr() == primary_addr)
+        .expect("the primary is behind one of the adder's proxies");
+    // 100 ms each way: 200 ms between the adder's look at the primary and
+    // its next command landing there, within the 300 ms timeout.
+    for proxy in &adder.proxies {
+        proxy.set_mode(ProxyMode::Delay(Duration::from_millis(100)));
+    }
+    adder.proxies[primary].capture(true);
+    let add = tokio::spawn({
+        let client = adder.client.clone();
+        async move { client.add(key, "added").await }
+    });
+    // The adder's first two looks at the primary's copy (the priming read,
+    // then the look before writing over the tombstone) are each followed
+    // by a delete landing in the middle of that 200 ms.
+    let look = format!("mg {key} ");
+    for looks in 1..=2 {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let captured = adder.proxies[primary].captured();
+            let seen = captured
+                .windows(look.len())
+                .filter(|w| *w == look.as_bytes())
+                .count();
+            if seen >= looks {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "look {looks} never came"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // The look reaches the node 100 ms after the proxy saw it.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(
+            deleter.client.delete(key).await.unwrap(),
+            memha_client::DeleteOutcome::Deleted
+        );
+    }
+    assert_eq!(
+        add.await.unwrap().unwrap(),
+        memha_client::StoreOutcome::Stored,
+        "the add was refused though every client had deleted the key"
+    );
+    for proxy in &adder.proxies {
+        proxy.set_mode(ProxyMode::Pass);
+    }
+    let item = deleter
+        .client
+        .get(key)
+        .await
+        .unwrap()
+        .expect("the added copy");
+    assert_eq!(&item.value[..], b"added");
+}

@@ -6,8 +6,10 @@ use std::time::Duration;
 use memha_health::Observation;
 use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaSet, MetaStatus, Reply, SetMode};
 use tokio::sync::{Mutex, MutexGuard};
+use tracing::Instrument;
 
 use super::members::{Member, Placement};
+use super::write::tombstone_exptime;
 use super::Shared;
 use crate::error::{Error, ErrorKind};
 use crate::Ttl;
@@ -74,7 +76,11 @@ impl Shared {
             let applied = matches!(&reply, Reply::Meta(m) if matches!(m.status, MetaStatus::Stored | MetaStatus::Value));
             if applied {
                 let placement = Placement::of(&members, key.as_bytes());
-                self.propagate(&key, &primary, &placement, is_add).await?;
+                let add = match &command {
+                    Command::MetaSet(set) if is_add => Some(set),
+                    _ => None,
+                };
+                self.propagate(&key, &primary, &placement, add).await?;
             }
             return Ok(reply);
         }
@@ -129,24 +135,36 @@ impl Shared {
         primary: &Arc<Member>,
         is_add: bool,
     ) -> Result<Reply, Error> {
+        let failed = |error: Error| {
+            if !error.is_unsent() {
+                primary.record_missed(key);
+                primary.health.record(Observation::ConnectionFailed);
+            }
+            error
+        };
         let mut attempts = 0;
         loop {
-            let reply = match primary.call(command.clone()).await {
-                Ok(reply) => reply,
-                Err(error) => {
-                    if !error.is_unsent() {
-                        primary.record_missed(key);
-                        primary.health.record(Observation::ConnectionFailed);
-                    }
-                    return Err(error);
-                }
-            };
+            let reply = primary.call(command.clone()).await.map_err(failed)?;
             // An add refused by a tombstone (a delete that landed after the
-            // priming): the key is absent, so remove it and add again.
+            // priming): the key is absent, so the add is written over it.
             let refused = matches!(&reply, Reply::Meta(m) if m.status == MetaStatus::NotStored);
-            attempts += 1;
-            if !(is_add && refused && attempts < 3 && self.remove_tombstone(key, primary).await) {
+            let Command::MetaSet(add) = command else {
                 return Ok(reply);
+            };
+            if !(is_add && refused) {
+                return Ok(reply);
+            }
+            attempts += 1;
+            match self.overwrite_tombstone(key, primary, add).await {
+                Ok(Some(Reply::Meta(m))) if m.status == MetaStatus::Stored => {
+                    return Ok(Reply::Meta(m))
+                }
+                // The tombstone expired meanwhile: add again.
+                Ok(Some(Reply::Meta(m))) if m.status == MetaStatus::NotFound && attempts < 3 => {
+                    continue
+                }
+                Ok(_) => return Ok(reply),
+                Err(error) => return Err(failed(error)),
             }
         }
     }
@@ -161,33 +179,25 @@ impl Shared {
         }
     }
 
-    /// Removes the tombstone `member` holds for `key`, if it holds one
-    /// (CAS-guarded). Returns whether it did.
-    async fn remove_tombstone(&self, key: &Key, member: &Member) -> bool {
-        let Some(cas) = self.tombstone_cas(key, member).await else {
-            return false;
-        };
-        let mut delete = MetaDelete::new(key.clone());
-        delete.compare_cas = Some(cas);
-        matches!(
-            member.call(Command::MetaDelete(delete)).await,
-            Ok(Reply::Meta(meta)) if meta.status == MetaStatus::Stored
-        )
-    }
-
     /// Copies what the primary holds for `key` to every other writable
     /// node, accounting for the nodes that miss it like any write.
     ///
-    /// After an `add` the copy is added (`ME`) too: the key was absent
-    /// everywhere, so a node that holds it now got a newer write (a set
-    /// racing the add, or the tombstone of a racing delete), which must
-    /// not be overwritten with the older value.
+    /// After `add` (the add the primary stored) the copy is added (`ME`)
+    /// too: the key was absent everywhere, so a node that holds it now got
+    /// a newer write (a set racing the add), which must not be overwritten
+    /// with the older value. A tombstone there is written over (an older
+    /// delete); should the primary turn out deleted too, the copies
+    /// written are made tombstones again (a newer delete, on its way).
+    /// A primary that holds another value already was overtaken by a
+    /// newer set: that set's writer copies it, and nothing is written
+    /// here (copying it over the tombstone of a delete that followed it
+    /// would bring it back: multi-client chaos seed 7).
     async fn propagate(
         &self,
         key: &Key,
         primary: &Arc<Member>,
         placement: &Placement<'_>,
-        after_add: bool,
+        add: Option<&MetaSet>,
     ) -> Result<(), Error> {
         let mut targets = placement.writable_and_absent(key);
         targets.writable.retain(|m| !Arc::ptr_eq(m, primary));
@@ -196,9 +206,14 @@ impl Shared {
         }
         let copy = match primary.call(MetaGet::full(key.clone()).into()).await {
             Ok(Reply::Meta(meta)) if meta.status == MetaStatus::Value && !meta.flags.stale => {
-                let mut set = MetaSet::new(key.clone(), meta.value.unwrap_or_default());
-                if after_add {
-                    set.mode = SetMode::Add;
+                let value = meta.value.unwrap_or_default();
+                let flags = meta.flags.client_flags.unwrap_or(0);
+                let mut set = MetaSet::new(key.clone(), value);
+                if let Some(add) = add {
+                    if add.value != set.value || add.client_flags.unwrap_or(0) != flags {
+                        return Ok(());
+                    }
+                    (set.mode, set.return_cas) = (SetMode::Add, true);
                 }
                 set.client_flags = meta.flags.client_flags;
                 set.ttl = Some(Ttl::from_remaining(meta.flags.ttl.unwrap_or(-1)).exptime());
@@ -233,11 +248,29 @@ impl Shared {
         if let Command::MetaSet(set) = &copy {
             if set.mode == SetMode::Add {
                 // Refused where the node holds the key: keep a live copy
-                // (a newer write), replace a tombstone (an older delete).
+                // (a newer write), write over a tombstone (an older delete).
+                let mut replaced = Vec::new();
                 for (member, answer) in &gathered.answers {
                     if matches!(answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::NotStored) {
-                        self.replace_tombstone(key, member, set).await;
+                        if let Ok(Some(Reply::Meta(m))) =
+                            self.overwrite_tombstone(key, member, set).await
+                        {
+                            if let (MetaStatus::Stored, Some(cas)) = (m.status, m.flags.cas) {
+                                replaced.push((Arc::clone(*member), cas));
+                            }
+                        }
                     }
+                }
+                // Was that tombstone a newer delete, still on its way to the primary?
+                if !replaced.is_empty() && !self.config.tombstone.is_zero() {
+                    let overtaken = super::read::undo_overtaken_adds(
+                        key.clone(),
+                        Arc::clone(primary),
+                        set.value.clone(),
+                        replaced,
+                        tombstone_exptime(self.config.tombstone),
+                    );
+                    tokio::spawn(overtaken.in_current_span());
                 }
             }
         }
@@ -245,22 +278,34 @@ impl Shared {
     }
 
     /// Writes `set` over the tombstone `member` holds for `key`, if it
-    /// holds one (CAS-guarded). A tombstone whose CAS moved meanwhile (a
-    /// touch gave it back its lifetime) is still one: tried again, a few
-    /// times (multi-client chaos seed 9: the add's copy stayed on the
-    /// primary alone, and its restart lost it).
-    async fn replace_tombstone(&self, key: &Key, member: &Member, set: &MetaSet) {
-        for _ in 0..3 {
+    /// holds one (a set guarded by the tombstone's CAS), and returns the
+    /// answer to that set; `None` when it holds no tombstone (a live copy,
+    /// or nothing). A tombstone whose CAS moved meanwhile (every delete and
+    /// touch of it moves it: with several clients deleting a shared
+    /// session, often) is still one: tried again, a few times
+    /// (multi-client chaos seeds 7 and 9).
+    async fn overwrite_tombstone(
+        &self,
+        key: &Key,
+        member: &Member,
+        set: &MetaSet,
+    ) -> Result<Option<Reply>, Error> {
+        for _ in 0..TOMBSTONE_ATTEMPTS {
             let Some(cas) = self.tombstone_cas(key, member).await else {
-                return;
+                return Ok(None);
             };
             let mut overwrite = set.clone();
             overwrite.mode = SetMode::Set;
             overwrite.compare_cas = Some(cas);
-            match member.call(Command::MetaSet(overwrite)).await {
-                Ok(Reply::Meta(meta)) if meta.status == MetaStatus::Exists => continue,
-                _ => return,
+            match member.call(Command::MetaSet(overwrite)).await? {
+                Reply::Meta(meta) if meta.status == MetaStatus::Exists => continue,
+                reply => return Ok(Some(reply)),
             }
         }
+        Ok(None)
     }
 }
+
+/// How many times a write over a tombstone looks again after the
+/// tombstone's CAS moved.
+const TOMBSTONE_ATTEMPTS: usize = 5;

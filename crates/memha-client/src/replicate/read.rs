@@ -843,17 +843,18 @@ pub(super) fn asked_of(member: &Arc<Member>, answer: Result<Reply, Error>) -> As
 }
 
 /// A copy added to nodes that missed it (`added`, with the CAS tokens the
-/// adds returned) was read from `source` before a delete got there: the
-/// delete found nothing on those nodes, so the adds put the deleted value
-/// back behind it, and reads would answer it (a live copy beats a
-/// tombstone). Looks at the source once the adds are stored: when its copy
+/// adds returned: a repair's adds, or an `add`'s copies written over
+/// tombstones) was read from `source` before a delete got there: the
+/// delete found nothing (or left a tombstone first) on those nodes, so the
+/// adds put the deleted value back behind it, and reads would answer it (a
+/// live copy beats a tombstone). Looks at the source once the adds are stored: when its copy
 /// became a tombstone of the same value, the adds are made tombstones too,
 /// CAS-guarded so that only the added copies are (never a write made since).
 ///
 /// Once only: a second look later (for a delete still on its way to the
 /// source) kept restarted nodes Down for seconds in the injection test,
 /// its calls landing on nodes as they restarted; not understood yet.
-async fn undo_overtaken_adds(
+pub(super) async fn undo_overtaken_adds(
     key: Key,
     source: Arc<Member>,
     value: Bytes,
