@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{live_on, on_node};
 use memha_client::discovery::NodeId;
-use memha_client::{Client, ErrorKind, HealthConfig, NodeState};
+use memha_client::{Client, ErrorKind, HealthConfig, NodeState, ReplicationConfig};
 use memha_tests::{raw_roundtrip, FaultProxy, MemcachedCluster, ProxyMode};
 
 const TIMEOUT: Duration = Duration::from_millis(300);
@@ -23,8 +23,19 @@ struct Peer {
 
 impl Peer {
     async fn start(cluster: &MemcachedCluster, health: HealthConfig) -> Peer {
+        Peer::start_with(cluster, health, ReplicationConfig::default()).await
+    }
+
+    async fn start_with(
+        cluster: &MemcachedCluster,
+        health: HealthConfig,
+        replication: ReplicationConfig,
+    ) -> Peer {
         let proxies = FaultProxy::in_front_of(cluster.addrs()).expect("proxies");
-        let mut builder = Client::builder().timeout(TIMEOUT).health(health);
+        let mut builder = Client::builder()
+            .timeout(TIMEOUT)
+            .health(health)
+            .replication(replication);
         for (i, proxy) in proxies.iter().enumerate() {
             builder = builder.named_node(node_name(i), proxy.addr());
         }
@@ -339,7 +350,7 @@ async fn a_set_landing_late_behind_a_delete_does_not_bring_the_key_back() {
     let deleter = Peer::start(&cluster, fast_health()).await;
     let mut everywhere = Client::builder()
         .timeout(TIMEOUT)
-        .replication(memha_client::ReplicationConfig::default().read_nodes(3));
+        .replication(ReplicationConfig::default().read_nodes(3));
     for (i, addr) in cluster.addrs().into_iter().enumerate() {
         everywhere = everywhere.named_node(node_name(i), addr);
     }
@@ -511,4 +522,88 @@ async fn an_add_over_a_tombstone_other_clients_keep_deleting_is_stored() {
         .unwrap()
         .expect("the added copy");
     assert_eq!(&item.value[..], b"added");
+}
+
+/// A read repairs the key's primary, which missed it, with the copy it
+/// read; before the repair lands there, another client's set overwrites
+/// the key everywhere, and the primary loses that new copy again (as a
+/// rejoin's cleanup removes it). The repair's old copy on the primary must
+/// not win the next reads (multi-client chaos seed 7: an unmarked primary
+/// decides a divergence). The other client's writes are made with plain
+/// connections while the repair is on its way through a slow path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_overtaken_by_a_set_leaves_no_old_copy_to_win() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    // A reader that waits for every node it asked (no hedge): its read
+    // finds the primary's miss and repairs it, through the slow path.
+    let patient = ReplicationConfig::default()
+        .hedge_after(Duration::ZERO)
+        .stall_after(Duration::ZERO);
+    let reader = Peer::start_with(&cluster, fast_health(), patient).await;
+    let addrs = cluster.addrs();
+    let raw = |addr, request: String| {
+        raw_roundtrip(addr, request.as_bytes(), b"\r\n", WAIT).expect("raw command")
+    };
+    let key = "overtaken-repair";
+    reader.client.set(key, "old").await.unwrap();
+    let primary_addr = reader.client.cluster().unwrap().placement(key)[0];
+    let primary = reader
+        .proxies
+        .iter()
+        .position(|proxy| proxy.addr() == primary_addr)
+        .expect("the primary is behind one of the reader's proxies");
+    // The primary lost the key (say, restarted empty).
+    assert_eq!(raw(addrs[primary], format!("md {key}\r\n")), b"HD\r\n");
+    // 100 ms each way on the reader's path to it, within the 300 ms timeout.
+    reader.proxies[primary].set_mode(ProxyMode::Delay(Duration::from_millis(100)));
+    reader.proxies[primary].capture(true);
+    let read = tokio::spawn({
+        let client = reader.client.clone();
+        async move { client.get(key).await }
+    });
+    let repair = format!("ms {key} ");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !reader.proxies[primary]
+        .captured()
+        .windows(repair.len())
+        .any(|w| w == repair.as_bytes())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the primary was never repaired: {:?}",
+            String::from_utf8_lossy(&reader.proxies[primary].captured())
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // The repair lands 100 ms after the proxy saw it: a set everywhere,
+    // and the primary loses its copy, first.
+    for &addr in &addrs {
+        assert_eq!(raw(addr, format!("ms {key} 3 T0\r\nnew\r\n")), b"HD\r\n");
+    }
+    assert_eq!(raw(addrs[primary], format!("md {key}\r\n")), b"HD\r\n");
+    let item = read.await.unwrap().unwrap().expect("a hit");
+    assert_eq!(&item.value[..], b"old", "the read began before the set");
+    // The repair landed, and its answer came back: the old copy is taken
+    // back once the reader sees the set on the node it copied from.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while on_node(addrs[primary], key).is_some_and(|(value, _, _)| value == b"old") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the primary kept the repair's old copy"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    reader.proxies[primary].set_mode(ProxyMode::Pass);
+    let item = reader.client.get(key).await.unwrap().expect("a hit");
+    assert_eq!(&item.value[..], b"new");
+    for &addr in &addrs {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while on_node(addr, key).map(|(value, _, _)| value) != Some(b"new".to_vec()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{addr} never got the new copy"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 }

@@ -9,7 +9,6 @@ use tokio::sync::{Mutex, MutexGuard};
 use tracing::Instrument;
 
 use super::members::{Member, Placement};
-use super::write::tombstone_exptime;
 use super::Shared;
 use crate::error::{Error, ErrorKind};
 use crate::Ttl;
@@ -204,8 +203,10 @@ impl Shared {
         if targets.writable.is_empty() && targets.complete() {
             return Ok(());
         }
+        let mut primary_cas = None;
         let copy = match primary.call(MetaGet::full(key.clone()).into()).await {
             Ok(Reply::Meta(meta)) if meta.status == MetaStatus::Value && !meta.flags.stale => {
+                primary_cas = meta.flags.cas;
                 let value = meta.value.unwrap_or_default();
                 let flags = meta.flags.client_flags.unwrap_or(0);
                 let mut set = MetaSet::new(key.clone(), value);
@@ -262,13 +263,13 @@ impl Shared {
                     }
                 }
                 // Was that tombstone a newer delete, still on its way to the primary?
-                if !replaced.is_empty() && !self.config.tombstone.is_zero() {
+                if let (false, Some(read_cas)) = (replaced.is_empty(), primary_cas) {
                     let overtaken = super::read::undo_overtaken_adds(
                         key.clone(),
                         Arc::clone(primary),
-                        set.value.clone(),
+                        read_cas,
                         replaced,
-                        tombstone_exptime(self.config.tombstone),
+                        self.tombstone_exptime(),
                     );
                     tokio::spawn(overtaken.in_current_span());
                 }

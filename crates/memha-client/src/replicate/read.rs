@@ -6,7 +6,6 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::future::Either;
 use memha_proto::{
     Command, Key, MetaDelete, MetaFlags, MetaGet, MetaReply, MetaSet, MetaStatus, Reply, SetMode,
@@ -20,7 +19,6 @@ use super::fanout::{recheck, Calls, Order, Step, Stragglers, Watched};
 use super::members::{Member, Placement};
 use super::resolve::{self, Copy, NodeRead, Repair};
 use super::stale::Marked;
-use super::write::tombstone_exptime;
 use super::Shared;
 use crate::error::{Error, ErrorKind};
 use crate::Ttl;
@@ -399,16 +397,14 @@ impl Shared {
             }
         }
         if let (Some((w, _)), Some(best), false) = (winner, best, added.is_empty()) {
-            if !self.config.tombstone.is_zero() {
-                let overtaken = undo_overtaken_adds(
-                    caller.key.clone(),
-                    Arc::clone(asked[w].member),
-                    best.value.clone(),
-                    added,
-                    tombstone_exptime(self.config.tombstone),
-                );
-                tokio::spawn(overtaken.in_current_span());
-            }
+            let overtaken = undo_overtaken_adds(
+                caller.key.clone(),
+                Arc::clone(asked[w].member),
+                best.cas,
+                added,
+                self.tombstone_exptime(),
+            );
+            tokio::spawn(overtaken.in_current_span());
         }
         primary_cas
     }
@@ -844,12 +840,18 @@ pub(super) fn asked_of(member: &Arc<Member>, answer: Result<Reply, Error>) -> As
 
 /// A copy added to nodes that missed it (`added`, with the CAS tokens the
 /// adds returned: a repair's adds, or an `add`'s copies written over
-/// tombstones) was read from `source` before a delete got there: the
-/// delete found nothing (or left a tombstone first) on those nodes, so the
-/// adds put the deleted value back behind it, and reads would answer it (a
-/// live copy beats a tombstone). Looks at the source once the adds are stored: when its copy
-/// became a tombstone of the same value, the adds are made tombstones too,
-/// CAS-guarded so that only the added copies are (never a write made since).
+/// tombstones) was read from `source` (whose copy had CAS `read_cas`)
+/// before a newer write got there: a delete that found nothing (or left a
+/// tombstone first) on those nodes, or a set whose copy there a rejoin's
+/// cleanup removed since (multi-client chaos seed 7). Either way the adds
+/// put an older state back behind the newer one, and reads would answer it
+/// (a live copy beats a tombstone; an unmarked primary wins a
+/// divergence). Looks at the source once the adds are stored: when its
+/// copy changed since it was read, the adds are undone, CAS-guarded so
+/// that only the added copies are (never a write made since): made
+/// tombstones when the source is one (`tombstone`, as a delete leaves
+/// them), removed otherwise (the next read repairs them from the newer
+/// copy).
 ///
 /// Once only: a second look later (for a delete still on its way to the
 /// source) kept restarted nodes Down for seconds in the injection test,
@@ -857,26 +859,30 @@ pub(super) fn asked_of(member: &Arc<Member>, answer: Result<Reply, Error>) -> As
 pub(super) async fn undo_overtaken_adds(
     key: Key,
     source: Arc<Member>,
-    value: Bytes,
+    read_cas: u64,
     added: Vec<(Arc<Member>, u64)>,
-    tombstone: i64,
+    tombstone: Option<i64>,
 ) {
     let mut get = MetaGet::new(key.clone());
-    (get.value, get.cas) = (true, true);
+    get.cas = true;
     let Ok(Reply::Meta(now)) = source.call(Command::MetaGet(get)).await else {
         return;
     };
-    let deleted =
-        now.status == MetaStatus::Value && now.flags.stale && now.value.as_ref() == Some(&value);
-    if deleted {
-        let undo = added.iter().map(|(member, cas)| {
-            let mut delete = MetaDelete::new(key.clone());
-            (delete.invalidate, delete.ttl, delete.compare_cas) =
-                (true, Some(tombstone), Some(*cas));
-            member.call(Command::MetaDelete(delete))
-        });
-        futures_util::future::join_all(undo).await;
+    // Without the value asked for, a hit is `HD`.
+    let hit = now.status == MetaStatus::Stored;
+    if hit && !now.flags.stale && now.flags.cas == Some(read_cas) {
+        return;
     }
+    let deleted = hit && now.flags.stale;
+    let undo = added.iter().map(|(member, cas)| {
+        let mut delete = MetaDelete::new(key.clone());
+        delete.compare_cas = Some(*cas);
+        if let (true, Some(tombstone)) = (deleted, tombstone) {
+            (delete.invalidate, delete.ttl) = (true, Some(tombstone));
+        }
+        member.call(Command::MetaDelete(delete))
+    });
+    futures_util::future::join_all(undo).await;
 }
 
 /// The write that repairs a node: an add where it missed (never clobbers a

@@ -194,10 +194,14 @@ impl Shared {
 
     /// Makes `delete` leave a tombstone, when tombstones are on.
     pub(super) fn leave_tombstone(&self, delete: &mut MetaDelete) {
-        if !self.config.tombstone.is_zero() {
-            delete.invalidate = true;
-            delete.ttl = Some(tombstone_exptime(self.config.tombstone));
+        if let Some(exptime) = self.tombstone_exptime() {
+            (delete.invalidate, delete.ttl) = (true, Some(exptime));
         }
+    }
+
+    /// The exptime a delete gives its tombstones (`None`: deletes remove).
+    pub(super) fn tombstone_exptime(&self) -> Option<i64> {
+        (!self.config.tombstone.is_zero()).then(|| tombstone_exptime(self.config.tombstone))
     }
 
     /// The nodes a write of `key` goes to, and those that miss it.
