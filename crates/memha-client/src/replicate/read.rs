@@ -847,7 +847,9 @@ pub(super) fn asked_of(member: &Arc<Member>, answer: Result<Reply, Error>) -> As
 /// put an older state back behind the newer one, and reads would answer it
 /// (a live copy beats a tombstone; an unmarked primary wins a
 /// divergence). Looks at the source once the adds are stored: when its
-/// copy changed since it was read, the adds are undone, CAS-guarded so
+/// copy changed since it was read (another copy, or a tombstone: a miss
+/// says nothing, the source may have restarted empty), the adds are
+/// undone, CAS-guarded so
 /// that only the added copies are (never a write made since): made
 /// tombstones when the source is one (`tombstone`, as a delete leaves
 /// them), removed otherwise (the next read repairs them from the newer
@@ -868,12 +870,12 @@ pub(super) async fn undo_overtaken_adds(
     let Ok(Reply::Meta(now)) = source.call(Command::MetaGet(get)).await else {
         return;
     };
-    // Without the value asked for, a hit is `HD`.
-    let hit = now.status == MetaStatus::Stored;
-    if hit && !now.flags.stale && now.flags.cas == Some(read_cas) {
+    // Without the value asked for, a hit is `HD`. A miss says nothing (the
+    // node may have restarted empty): the adds may be the only copies left.
+    if now.status != MetaStatus::Stored || (!now.flags.stale && now.flags.cas == Some(read_cas)) {
         return;
     }
-    let deleted = hit && now.flags.stale;
+    let deleted = now.flags.stale;
     let undo = added.iter().map(|(member, cas)| {
         let mut delete = MetaDelete::new(key.clone());
         delete.compare_cas = Some(*cas);
