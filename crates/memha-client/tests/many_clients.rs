@@ -607,3 +607,63 @@ async fn a_repair_overtaken_by_a_set_leaves_no_old_copy_to_win() {
         }
     }
 }
+
+/// An `add` lands on its primary, and the primary loses that copy before
+/// the adder reads it back to copy it to the others: another client's
+/// rejoin cleanup removed the key there outright (a delete would have left
+/// a tombstone). The add was stored; the others get its copy, not a
+/// delete (multi-client chaos seed 9: an acknowledged add lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_whose_primary_copy_a_cleanup_removed_still_reaches_the_others() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let adder = Peer::start(&cluster, fast_health()).await;
+    let addrs = cluster.addrs();
+    // 100 ms each way: 200 ms between the add landing on the primary and
+    // the adder's read of it, within the 300 ms timeout.
+    for proxy in &adder.proxies {
+        proxy.set_mode(ProxyMode::Delay(Duration::from_millis(100)));
+    }
+    let key = "cleaned-add";
+    let add = tokio::spawn({
+        let client = adder.client.clone();
+        async move { client.add(key, "added").await }
+    });
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let primary = loop {
+        if let Some(i) = (0..addrs.len()).find(|&i| live_on(addrs[i], key)) {
+            break i;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the add never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let reply = raw_roundtrip(
+        addrs[primary],
+        format!("md {key}\r\n").as_bytes(),
+        b"\r\n",
+        WAIT,
+    );
+    assert_eq!(reply.unwrap(), b"HD\r\n");
+    assert_eq!(
+        add.await.unwrap().unwrap(),
+        memha_client::StoreOutcome::Stored
+    );
+    for proxy in &adder.proxies {
+        proxy.set_mode(ProxyMode::Pass);
+    }
+    for (i, &addr) in addrs.iter().enumerate() {
+        if i != primary {
+            let held = on_node(addr, key).map(|(value, _, _)| value);
+            assert_eq!(held.as_deref(), Some(&b"added"[..]), "node {i}");
+        }
+    }
+    let item = adder
+        .client
+        .get(key)
+        .await
+        .unwrap()
+        .expect("the added copy");
+    assert_eq!(&item.value[..], b"added");
+}

@@ -220,6 +220,21 @@ impl Shared {
                 set.ttl = Some(Ttl::from_remaining(meta.flags.ttl.unwrap_or(-1)).exptime());
                 Command::MetaSet(set)
             }
+            // Emptied since it stored the add, yet no delete came (a delete
+            // leaves a tombstone): another client's rejoin cleanup removed
+            // what it had journaled for the node, outright (multi-client
+            // chaos seed 9). The add's own copy is what the others get.
+            Ok(Reply::Meta(meta))
+                if meta.status == MetaStatus::Miss
+                    && add.is_some()
+                    && self.tombstone_exptime().is_some() =>
+            {
+                let add = add.expect("an add, as matched");
+                let mut set = MetaSet::new(key.clone(), add.value.clone());
+                (set.mode, set.return_cas) = (SetMode::Add, true);
+                (set.client_flags, set.ttl) = (add.client_flags, add.ttl);
+                Command::MetaSet(set)
+            }
             // Gone already (expired, evicted, deleted since): gone everywhere,
             // leaving a tombstone like any delete.
             Ok(_) => {
