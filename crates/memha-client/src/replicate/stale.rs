@@ -166,6 +166,28 @@ impl Shared {
         missed: &[&Arc<Member>],
         holders: &[&Arc<Member>],
     ) -> Result<u64, Error> {
+        let (at_ms, stored) = self.record_missed(key, missed, holders).await;
+        if !stored.is_empty() {
+            return Ok(at_ms);
+        }
+        Err(Error::new(ErrorKind::PartialWrite {
+            acked: 0,
+            required: 1,
+            failed: holders.iter().map(|m| m.addr).collect(),
+        })
+        .with_detail("no node stored the record of the nodes that missed the write"))
+    }
+
+    /// Records on `nodes` that every node of `missed` missed a write of
+    /// `key`, and returns the time the entries carry and the nodes that
+    /// stored the record. A write to nodes already known to be missing
+    /// sends this beside itself, so the record costs no round trip more.
+    pub(super) async fn record_missed<'h>(
+        &self,
+        key: &Key,
+        missed: &[&Arc<Member>],
+        nodes: &[&'h Arc<Member>],
+    ) -> (u64, Vec<&'h Arc<Member>>) {
         let at_ms = now_ms();
         let entries: Vec<Entry> = missed
             .iter()
@@ -184,18 +206,20 @@ impl Shared {
         add.ttl = Some(exptime);
         let mut append = MetaSet::new(marker, value);
         append.mode = SetMode::Append;
-        let mut stored = 0;
+        let stored_by = |answer: &Result<Reply, Error>| matches!(answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored);
+        let mut stored = Vec::new();
         let mut exists = Vec::new();
-        self.on_holders(holders, &add, stored, |holder, answer| match answer {
-            Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored => stored += 1,
-            Ok(Reply::Meta(m)) if m.status == MetaStatus::NotStored => exists.push(holder),
+        self.on_holders(nodes, &add, 0, |node, answer| match answer {
+            answer if stored_by(&answer) => stored.push(node),
+            Ok(Reply::Meta(m)) if m.status == MetaStatus::NotStored => exists.push(node),
             _ => {}
         })
         .await;
         if !exists.is_empty() {
-            self.on_holders(&exists, &append, stored, |_, answer| {
-                if matches!(answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored) {
-                    stored += 1;
+            let before = stored.len();
+            self.on_holders(&exists, &append, before, |node, answer| {
+                if stored_by(&answer) {
+                    stored.push(node);
                 }
             })
             .await;
@@ -203,17 +227,9 @@ impl Shared {
         self.counters.record(Event::Marked {
             key,
             missed: missed.len(),
-            holders: stored,
+            holders: stored.len(),
         });
-        if stored > 0 {
-            return Ok(at_ms);
-        }
-        Err(Error::new(ErrorKind::PartialWrite {
-            acked: 0,
-            required: 1,
-            failed: holders.iter().map(|m| m.addr).collect(),
-        })
-        .with_detail("no node stored the record of the nodes that missed the write"))
+        (at_ms, stored)
     }
 
     /// Sends `command` to every one of `holders` and hands each answer to

@@ -246,7 +246,17 @@ impl Shared {
             Command::MetaSet(_) => self.config.stall_after,
             _ => Duration::ZERO,
         };
-        let mut gathered = fanout::write(
+        // A Down node this client already named in the key's marker
+        // during this outage needs no new entry (one line per writer, not
+        // one per write of a hot key).
+        let down = |m: &Arc<Member>| m.state() == NodeState::Down;
+        let absent: Vec<&Arc<Member>> = targets
+            .absent
+            .iter()
+            .copied()
+            .filter(|m| !(down(m) && m.journal().is_marked(key)))
+            .collect();
+        let write = fanout::write(
             &targets.writable,
             command,
             Some(key),
@@ -254,24 +264,39 @@ impl Shared {
             WRITE_GRACE,
             stall_after,
             self.probe_timeout,
-        )
-        .await;
+        );
+        // The nodes known to miss the write are recorded beside it, on
+        // every writable node, rather than after it on those that stored
+        // it: a fault costs the write no round trip more.
+        let (mut gathered, early) = match (absent.is_empty(), targets.writable.is_empty()) {
+            (false, false) => {
+                let record = self.record_missed(key, &absent, &targets.writable);
+                let (gathered, (_, stored)) = futures_util::future::join(write, record).await;
+                (gathered, stored)
+            }
+            _ => (write.await, Vec::new()),
+        };
         let stragglers = gathered.stragglers.take();
         let mut marked = Ok(None);
-        if !targets.complete() || gathered.missed().next().is_some() {
-            // A Down node this client already named in the key's marker
-            // during this outage needs no new entry (one line per writer,
-            // not one per write of a hot key).
-            let down = |m: &Arc<Member>| m.state() == NodeState::Down;
-            let missed: Vec<&Arc<Member>> = targets
-                .absent
+        let mut holders = gathered.holders();
+        holders.extend(also_holding);
+        // Known to a reader only where a node that stored the write holds
+        // it: else recorded again, after the write, like a new miss.
+        let early_held = holders
+            .iter()
+            .any(|h| early.iter().any(|m| Arc::ptr_eq(h, m)));
+        if early_held {
+            for member in absent.iter().filter(|m| down(m)) {
+                member.journal().note_marked(key);
+            }
+        }
+        if (!absent.is_empty() && !early_held) || gathered.missed().next().is_some() {
+            let missed: Vec<&Arc<Member>> = absent
                 .iter()
                 .copied()
-                .filter(|m| !(down(m) && m.journal().is_marked(key)))
+                .filter(|_| !early_held)
                 .chain(gathered.missed())
                 .collect();
-            let mut holders = gathered.holders();
-            holders.extend(also_holding);
             if !holders.is_empty() && !missed.is_empty() {
                 marked = self
                     .mark_stale(key, &missed, &holders)
