@@ -1,7 +1,8 @@
 //! A session's load+save through [`TowerSessionStore`] against plain memha
 //! get+set of the same bytes (same key, same TTL) on 3 local memcached
 //! nodes: the store's overhead (decoding, encoding, the expiry checks).
-//! Also MessagePack against JSON for the same record.
+//! Also the store's format against MessagePack of the record as it is
+//! and JSON.
 //!
 //! Besides criterion's figures, a paired run alternates blocks of store
 //! and plain operations (so machine load affects both alike) and prints
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use memha_client::{Client, Ttl};
-use memha_session::TowerSessionStore;
+use memha_session::{decode_record, encode_record, TowerSessionStore};
 use memha_tests::MemcachedCluster;
 use tower_sessions::cookie::time::{self, OffsetDateTime};
 use tower_sessions::session::{Id, Record};
@@ -51,17 +52,13 @@ async fn store_op(store: &TowerSessionStore, id: &Id) {
 }
 
 /// Plain get+set with the store's codec work in between (decode, check,
-/// encode into a presized buffer, keeping the record until the set is
-/// done, as the store's caller does): what the store costs beyond
-/// MessagePack.
+/// encode, keeping the record until the set is done, as the store's
+/// caller does): what the store costs beyond its encoding.
 async fn codec_op(client: &Client, key: &str, ttl: Ttl) {
     let item = client.get(key).await.expect("get").expect("a session");
-    let record: Record = rmp_serde::from_slice(&item.value).expect("decode");
+    let record = decode_record(&item.value).expect("decode");
     assert!(record.expiry_date > OffsetDateTime::now_utc());
-    // `to_vec` would grow its buffer from empty, costing more than the
-    // encoding itself for a session this size.
-    let mut bytes = Vec::with_capacity(256);
-    rmp_serde::encode::write(&mut bytes, &record).expect("encode");
+    let bytes = encode_record(&record).expect("encode");
     client.set(key, bytes).ttl(ttl).await.expect("set");
 }
 
@@ -132,10 +129,13 @@ fn store_benches(c: &mut Criterion) {
     let shared_store = Arc::new(store.clone());
 
     let sample = record();
+    let stored = encode_record(&sample).expect("store format");
     let msgpack = rmp_serde::to_vec(&sample).expect("msgpack");
     let json = serde_json::to_vec(&sample).expect("json");
     eprintln!(
-        "session record: {} bytes as MessagePack, {} bytes as JSON",
+        "session record: {} bytes as stored (MessagePack, expiry as 2 integers), \
+         {} bytes as MessagePack of the record as it is, {} bytes as JSON",
+        stored.len(),
         msgpack.len(),
         json.len()
     );
@@ -145,6 +145,12 @@ fn store_benches(c: &mut Criterion) {
         b.iter(|| {
             let bytes = rmp_serde::to_vec(&sample).unwrap();
             rmp_serde::from_slice::<Record>(&bytes).unwrap()
+        });
+    });
+    group.bench_function("store-format/encode+decode", |b| {
+        b.iter(|| {
+            let bytes = encode_record(&sample).unwrap();
+            decode_record(&bytes).unwrap()
         });
     });
     group.bench_function("json/encode+decode", |b| {
@@ -171,7 +177,7 @@ fn store_benches(c: &mut Criterion) {
     // load hits each alike; an overhead is the median of the rounds'
     // ratios. The CPU this process spent per operation (the client's side;
     // memcached runs in other processes) is summed too. "codec" is plain
-    // get+set with MessagePack decoding and encoding in between.
+    // get+set with the store's decoding and encoding in between.
     for concurrency in [1, 32] {
         let mut rates: [Vec<f64>; 3] = Default::default();
         let mut cpu = [Duration::ZERO; 3];

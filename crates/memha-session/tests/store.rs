@@ -177,7 +177,7 @@ mod tower {
 
         // A record past its expiry that memcached still holds loads as none.
         let stale = record(-time::Duration::seconds(1));
-        let bytes = rmp_serde::to_vec(&stale).unwrap();
+        let bytes = memha_session::encode_record(&stale).unwrap();
         client
             .set(store.key(&stale.id), bytes)
             .ttl(Ttl::Never)
@@ -222,7 +222,10 @@ mod tower {
         // A valid record of another session under this id.
         let other = super::tower::record(time::Duration::hours(1));
         client
-            .set(store.key(&id), rmp_serde::to_vec(&other).unwrap())
+            .set(
+                store.key(&id),
+                memha_session::encode_record(&other).unwrap(),
+            )
             .await
             .unwrap();
         let err = store.load_record(&id).await.unwrap_err();
