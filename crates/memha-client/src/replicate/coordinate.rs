@@ -62,10 +62,10 @@ impl Shared {
             let reply = match self.decide(&key, &command, &primary, is_add).await {
                 Ok(reply) => reply,
                 // Only once it is out of reads: else the next priming read
-                // could find what it applied, and take it for another's.
-                Err(error)
-                    if !failed_over && !error.is_unsent() && !primary.state().is_readable() =>
-                {
+                // could find what it applied, and take it for another's. A
+                // request refused unsent (the primary went Down since it was
+                // primed) applied nothing: fail over just the same.
+                Err(error) if !failed_over && !primary.state().is_readable() => {
                     tracing::debug!(node = %primary.id, %error, "the primary failed to decide: failing over");
                     failed_over = true;
                     continue;
