@@ -667,3 +667,70 @@ async fn an_add_whose_primary_copy_a_cleanup_removed_still_reaches_the_others() 
         .expect("the added copy");
     assert_eq!(&item.value[..], b"added");
 }
+
+/// An `add` is stored by its primary, which then stops answering before
+/// the adder reads its copy back to copy it to the others: the add still
+/// succeeds, and the others get its own copy (faults bench and chaos: an
+/// add failed with `Timeout` when the primary froze at that moment).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_whose_primary_froze_after_storing_it_still_reaches_the_others() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let adder = Peer::start(&cluster, fast_health()).await;
+    let key = "frozen-after-add";
+    let primary_addr = adder.client.cluster().unwrap().placement(key)[0];
+    let primary = adder
+        .proxies
+        .iter()
+        .position(|proxy| proxy.addr() == primary_addr)
+        .expect("the primary is behind one of the adder's proxies");
+    // 100 ms on the way through every proxy, so the adder's read of the
+    // primary's copy can be held back before it reaches the primary.
+    for proxy in &adder.proxies {
+        proxy.set_mode(ProxyMode::Delay(Duration::from_millis(100)));
+    }
+    adder.proxies[primary].capture(true);
+    let add = tokio::spawn({
+        let client = adder.client.clone();
+        async move { client.add(key, "added").await }
+    });
+    // The priming read, the add, then the read back: held from there on.
+    let look = format!("mg {key} ");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let captured = adder.proxies[primary].captured();
+        let looks = captured
+            .windows(look.len())
+            .filter(|w| *w == look.as_bytes())
+            .count();
+        if looks >= 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the read back never came"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    adder.proxies[primary].set_mode(ProxyMode::Blackhole);
+    assert_eq!(
+        add.await.unwrap().unwrap(),
+        memha_client::StoreOutcome::Stored
+    );
+    for (i, &addr) in cluster.addrs().iter().enumerate() {
+        if i != primary {
+            let held = on_node(addr, key).map(|(value, _, _)| value);
+            assert_eq!(held.as_deref(), Some(&b"added"[..]), "node {i}");
+        }
+    }
+    adder.proxies[primary].drop_connections();
+    for proxy in &adder.proxies {
+        proxy.set_mode(ProxyMode::Pass);
+    }
+    let item = adder
+        .client
+        .get(key)
+        .await
+        .unwrap()
+        .expect("the added copy");
+    assert_eq!(&item.value[..], b"added");
+}

@@ -179,6 +179,20 @@ impl fmt::Display for Report {
                 shown.join(", ")
             }
         )?;
+        // The failed calls themselves (their messages name the node and
+        // why), the first few: what to look at first.
+        const FAILED_SHOWN: usize = 8;
+        let failed: Vec<&Record> = self
+            .records
+            .iter()
+            .filter(|r| r.outcome.is_failure())
+            .collect();
+        for record in failed.iter().take(FAILED_SHOWN) {
+            writeln!(f, "    {record}")?;
+        }
+        if failed.len() > FAILED_SHOWN {
+            writeln!(f, "    ... and {} more", failed.len() - FAILED_SHOWN)?;
+        }
 
         // Faults.
         let mut families: BTreeMap<&str, usize> = BTreeMap::new();

@@ -32,7 +32,9 @@ impl KeyLocks {
 
     /// Waits at most `timeout` for the key's stripe: behind a call stuck on
     /// a hung node, the others fail in time rather than queue without end.
-    /// Nothing was sent when this fails.
+    /// Nothing was sent when this fails. (The caller gives two node
+    /// timeouts: a call that meets a frozen primary waits one out, then
+    /// fails over.)
     async fn lock(&self, key: &Key, timeout: Duration) -> Result<MutexGuard<'_, ()>, Error> {
         let stripe = super::placement::score(0, key.as_bytes()) as usize % self.stripes.len();
         tokio::time::timeout(timeout, self.stripes[stripe].lock())
@@ -48,7 +50,7 @@ impl KeyLocks {
 impl Shared {
     /// The primary decides `command`; what it then holds is written to the others.
     pub(super) async fn coordinated(&self, key: Key, command: Command) -> Result<Reply, Error> {
-        let _serialised = self.key_locks.lock(&key, self.probe_timeout).await?;
+        let _serialised = self.key_locks.lock(&key, 2 * self.probe_timeout).await?;
         // It decides from what it holds: first make it hold the current copy.
         let is_add = matches!(&command, Command::MetaSet(set) if set.mode == SetMode::Add);
         // A primary that fails to answer the decision is taken Down (it may
@@ -229,12 +231,11 @@ impl Shared {
                     && add.is_some()
                     && self.tombstone_exptime().is_some() =>
             {
-                let add = add.expect("an add, as matched");
-                let mut set = MetaSet::new(key.clone(), add.value.clone());
-                (set.mode, set.return_cas) = (SetMode::Add, true);
-                (set.client_flags, set.ttl) = (add.client_flags, add.ttl);
-                Command::MetaSet(set)
+                own_copy(key, add.expect("an add, as matched"))
             }
+            // The primary stored the add, then stopped answering (it froze,
+            // or its connection broke): what it holds is the add's copy.
+            Err(_) if add.is_some() => own_copy(key, add.expect("an add, as matched")),
             // Gone already (expired, evicted, deleted since): gone everywhere,
             // leaving a tombstone like any delete.
             Ok(_) => {
@@ -320,6 +321,15 @@ impl Shared {
         }
         Ok(None)
     }
+}
+
+/// The copy an `add` the primary stored gives the other nodes (`ME`: it
+/// never clobbers a newer write there).
+fn own_copy(key: &Key, add: &MetaSet) -> Command {
+    let mut set = MetaSet::new(key.clone(), add.value.clone());
+    (set.mode, set.return_cas) = (SetMode::Add, true);
+    (set.client_flags, set.ttl) = (add.client_flags, add.ttl);
+    Command::MetaSet(set)
 }
 
 /// How many times a write over a tombstone looks again after the
