@@ -734,3 +734,31 @@ async fn an_add_whose_primary_froze_after_storing_it_still_reaches_the_others() 
         .expect("the added copy");
     assert_eq!(&item.value[..], b"added");
 }
+
+/// One node is already Down when another fails a write in flight (it
+/// dies): the write is on the last node and recorded as missed by both, as
+/// it would be had both been Down when it began, so it succeeds rather
+/// than fail with `PartialWrite` (the demo: a restart while another node
+/// is killed failed the writes in flight).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_dying_while_another_is_down_fails_no_write_in_flight() {
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let writer = Peer::start(&cluster, fast_health()).await;
+    writer.proxies[1].set_mode(ProxyMode::Drop);
+    writer.client.set("first", "v").await.unwrap();
+    writer.wait_for(1, NodeState::Down).await;
+    // Node 2 resets every connection from now on: the next set fails there.
+    writer.proxies[2].set_mode(ProxyMode::Drop);
+    writer
+        .client
+        .set("dying", "kept")
+        .await
+        .expect("stored on node 0, the others recorded as missing it");
+    assert_eq!(writer.state(2), NodeState::Down);
+    assert_eq!(
+        on_node(cluster.addrs()[0], "dying").map(|(value, _, _)| value),
+        Some(b"kept".to_vec())
+    );
+    let item = writer.client.get("dying").await.unwrap().expect("a hit");
+    assert_eq!(&item.value[..], b"kept");
+}

@@ -14,7 +14,10 @@ pub enum AckPolicy {
     /// [`ReplicationConfig::stall_after`]), and those still silent or
     /// failing are recorded as missing the write (stale markers, journal)
     /// before it is acknowledged, so with 3 or more nodes one faulty node
-    /// fails no write. (A majority of 2 is both.)
+    /// fails no write. A node that fails the write and is Down by the time
+    /// the answers are in counts as absent, as if it had been Down when the
+    /// write began: the write then needs a majority of the nodes still
+    /// writable (at least one). (A majority of 2 is both.)
     #[default]
     Quorum,
     /// Any one node.

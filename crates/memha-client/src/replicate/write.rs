@@ -342,8 +342,41 @@ impl Shared {
             );
         }
         marked?;
+        let required = self.required_after(&gathered, targets, extra, required);
         self.check_acks(&gathered, required)?;
         Ok(gathered)
+    }
+
+    /// How many acknowledgements the write needs once its answers are in:
+    /// a node that failed it and is Down now (journaled, and named in the
+    /// markers with the others that missed it) counts as absent, as if it
+    /// had been Down when the write began, so the write needs a majority of
+    /// the nodes still writable (a node dying while another is already
+    /// Down fails no write in flight; the demo's restart while a node is
+    /// killed). Not with [`AckPolicy::All`](super::AckPolicy::All), and
+    /// never fewer than one node holding it.
+    fn required_after(
+        &self,
+        gathered: &Gathered<'_>,
+        targets: &WriteTargets<'_>,
+        extra: usize,
+        required: usize,
+    ) -> usize {
+        if self.config.ack == super::AckPolicy::All {
+            return required;
+        }
+        let gone = gathered
+            .answers
+            .iter()
+            .filter(|(m, answer)| !fanout::is_ack(answer) && m.state() == NodeState::Down)
+            .count();
+        let writable = (targets.writable.len() + extra).saturating_sub(gone);
+        self.config
+            .ack
+            .required(writable)
+            .max(1)
+            .saturating_sub(extra)
+            .min(required)
     }
 
     fn check_acks(&self, gathered: &Gathered<'_>, required: usize) -> Result<(), Error> {
