@@ -56,12 +56,61 @@ impl Peer {
             .unwrap_or_else(|err| panic!("node {node} never became {state}: {err}"));
     }
 
+    /// The index of the proxy in front of `key`'s primary.
+    fn primary_of(&self, key: &str) -> usize {
+        let addr = self.client.cluster().unwrap().placement(key)[0];
+        self.proxies
+            .iter()
+            .position(|proxy| proxy.addr() == addr)
+            .expect("the primary is behind one of the proxies")
+    }
+
+    /// Every proxy of this client in `mode`.
+    fn set_modes(&self, mode: ProxyMode) {
+        for proxy in &self.proxies {
+            proxy.set_mode(mode);
+        }
+    }
+
+    /// Waits until this client sent `text` `times` times through the
+    /// proxy of `node` (capturing).
+    async fn await_sent(&self, node: usize, text: &str, times: usize) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let sent = self.proxies[node].captured();
+            let count = sent
+                .windows(text.len())
+                .filter(|w| *w == text.as_bytes())
+                .count();
+            if count >= times {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{text:?} never sent {times} times to node {node}"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     fn state(&self, node: usize) -> NodeState {
         self.client
             .cluster()
             .unwrap()
             .node_state(&NodeId::new(node_name(node)))
             .expect("a member")
+    }
+}
+
+/// Waits until some node holds a live copy of `key`, and returns it.
+async fn landed(addrs: &[std::net::SocketAddr], key: &str) -> usize {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(i) = (0..addrs.len()).find(|&i| live_on(addrs[i], key)) {
+            return i;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{key} never landed");
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
@@ -304,16 +353,7 @@ async fn a_repair_overtaken_by_a_delete_does_not_bring_the_key_back() {
             let key = key.clone();
             async move { client.touch(&key, memha_client::Ttl::seconds(600)).await }
         });
-        let sent = tokio::time::timeout(WAIT, async {
-            while !repairer.proxies[0]
-                .captured()
-                .windows(key.len())
-                .any(|w| w == key.as_bytes())
-            {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        });
-        sent.await.expect("the touch reaches node 0");
+        repairer.await_sent(0, &key, 1).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
         deleter.client.delete(&key).await.unwrap();
         let touched = touch.await.unwrap().unwrap();
@@ -404,25 +444,13 @@ async fn an_add_overtaken_on_its_primary_copies_nothing_over_a_later_delete() {
     };
     // 100 ms each way: 200 ms between the add landing on the primary and
     // the adder's read of it, within the 300 ms timeout.
-    for proxy in &adder.proxies {
-        proxy.set_mode(ProxyMode::Delay(Duration::from_millis(100)));
-    }
+    adder.set_modes(ProxyMode::Delay(Duration::from_millis(100)));
     let key = "overtaken-add";
     let add = tokio::spawn({
         let client = adder.client.clone();
         async move { client.add(key, "added").await }
     });
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let primary = loop {
-        if let Some(i) = (0..addrs.len()).find(|&i| live_on(addrs[i], key)) {
-            break i;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the add never landed"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    };
+    let primary = landed(&addrs, key).await;
     // A set everywhere, then a delete everywhere but the primary.
     for &addr in &addrs {
         assert_eq!(raw(addr, format!("ms {key} 3 T0\r\nset\r\n")), b"HD\r\n");
@@ -438,9 +466,7 @@ async fn an_add_overtaken_on_its_primary_copies_nothing_over_a_later_delete() {
     );
     // The delete reaches the primary.
     assert_eq!(raw(addrs[primary], format!("md {key} I T4\r\n")), b"HD\r\n");
-    for proxy in &adder.proxies {
-        proxy.set_mode(ProxyMode::Pass);
-    }
+    adder.set_modes(ProxyMode::Pass);
     let live: Vec<bool> = addrs.iter().map(|&addr| live_on(addr, key)).collect();
     assert_eq!(live, [false; 3], "a live copy outlived the delete");
     assert_eq!(adder.client.get(key).await.unwrap(), None);
@@ -462,18 +488,10 @@ async fn an_add_over_a_tombstone_other_clients_keep_deleting_is_stored() {
         deleter.client.delete(key).await.unwrap(),
         memha_client::DeleteOutcome::Deleted
     );
-    let cluster_view = adder.client.cluster().unwrap();
-    let primary_addr = cluster_view.placement(key)[0];
-    let primary = adder
-        .proxies
-        .iter()
-        .position(|proxy| proxy.addr() == primary_addr)
-        .expect("the primary is behind one of the adder's proxies");
+    let primary = adder.primary_of(key);
     // 100 ms each way: 200 ms between the adder's look at the primary and
     // its next command landing there, within the 300 ms timeout.
-    for proxy in &adder.proxies {
-        proxy.set_mode(ProxyMode::Delay(Duration::from_millis(100)));
-    }
+    adder.set_modes(ProxyMode::Delay(Duration::from_millis(100)));
     adder.proxies[primary].capture(true);
     let add = tokio::spawn({
         let client = adder.client.clone();
@@ -484,22 +502,7 @@ async fn an_add_over_a_tombstone_other_clients_keep_deleting_is_stored() {
     // by a delete landing in the middle of that 200 ms.
     let look = format!("mg {key} ");
     for looks in 1..=2 {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let captured = adder.proxies[primary].captured();
-            let seen = captured
-                .windows(look.len())
-                .filter(|w| *w == look.as_bytes())
-                .count();
-            if seen >= looks {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "look {looks} never came"
-            );
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        adder.await_sent(primary, &look, looks).await;
         // The look reaches the node 100 ms after the proxy saw it.
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(
@@ -512,9 +515,7 @@ async fn an_add_over_a_tombstone_other_clients_keep_deleting_is_stored() {
         memha_client::StoreOutcome::Stored,
         "the add was refused though every client had deleted the key"
     );
-    for proxy in &adder.proxies {
-        proxy.set_mode(ProxyMode::Pass);
-    }
+    adder.set_modes(ProxyMode::Pass);
     let item = deleter
         .client
         .get(key)
@@ -546,12 +547,7 @@ async fn a_repair_overtaken_by_a_set_leaves_no_old_copy_to_win() {
     };
     let key = "overtaken-repair";
     reader.client.set(key, "old").await.unwrap();
-    let primary_addr = reader.client.cluster().unwrap().placement(key)[0];
-    let primary = reader
-        .proxies
-        .iter()
-        .position(|proxy| proxy.addr() == primary_addr)
-        .expect("the primary is behind one of the reader's proxies");
+    let primary = reader.primary_of(key);
     // The primary lost the key (say, restarted empty).
     assert_eq!(raw(addrs[primary], format!("md {key}\r\n")), b"HD\r\n");
     // 100 ms each way on the reader's path to it, within the 300 ms timeout.
@@ -561,20 +557,7 @@ async fn a_repair_overtaken_by_a_set_leaves_no_old_copy_to_win() {
         let client = reader.client.clone();
         async move { client.get(key).await }
     });
-    let repair = format!("ms {key} ");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !reader.proxies[primary]
-        .captured()
-        .windows(repair.len())
-        .any(|w| w == repair.as_bytes())
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the primary was never repaired: {:?}",
-            String::from_utf8_lossy(&reader.proxies[primary].captured())
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    reader.await_sent(primary, &format!("ms {key} "), 1).await;
     // The repair lands 100 ms after the proxy saw it: a set everywhere,
     // and the primary loses its copy, first.
     for &addr in &addrs {
@@ -611,8 +594,9 @@ async fn a_repair_overtaken_by_a_set_leaves_no_old_copy_to_win() {
 /// An `add` lands on its primary, and the primary loses that copy before
 /// the adder reads it back to copy it to the others: another client's
 /// rejoin cleanup removed the key there outright (a delete would have left
-/// a tombstone). The add was stored; the others get its copy, not a
-/// delete (multi-client chaos seed 9: an acknowledged add lost).
+/// a tombstone). The add was stored; every node, the primary again too,
+/// gets its copy, not a delete (multi-client chaos seed 9: an acknowledged
+/// add lost).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_add_whose_primary_copy_a_cleanup_removed_still_reaches_the_others() {
     let cluster = MemcachedCluster::start(3).unwrap();
@@ -620,25 +604,13 @@ async fn an_add_whose_primary_copy_a_cleanup_removed_still_reaches_the_others() 
     let addrs = cluster.addrs();
     // 100 ms each way: 200 ms between the add landing on the primary and
     // the adder's read of it, within the 300 ms timeout.
-    for proxy in &adder.proxies {
-        proxy.set_mode(ProxyMode::Delay(Duration::from_millis(100)));
-    }
+    adder.set_modes(ProxyMode::Delay(Duration::from_millis(100)));
     let key = "cleaned-add";
     let add = tokio::spawn({
         let client = adder.client.clone();
         async move { client.add(key, "added").await }
     });
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let primary = loop {
-        if let Some(i) = (0..addrs.len()).find(|&i| live_on(addrs[i], key)) {
-            break i;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the add never landed"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    };
+    let primary = landed(&addrs, key).await;
     let reply = raw_roundtrip(
         addrs[primary],
         format!("md {key}\r\n").as_bytes(),
@@ -650,14 +622,15 @@ async fn an_add_whose_primary_copy_a_cleanup_removed_still_reaches_the_others() 
         add.await.unwrap().unwrap(),
         memha_client::StoreOutcome::Stored
     );
-    for proxy in &adder.proxies {
-        proxy.set_mode(ProxyMode::Pass);
-    }
+    adder.set_modes(ProxyMode::Pass);
+    // Every node, the emptied primary too, holds the add.
     for (i, &addr) in addrs.iter().enumerate() {
-        if i != primary {
-            let held = on_node(addr, key).map(|(value, _, _)| value);
-            assert_eq!(held.as_deref(), Some(&b"added"[..]), "node {i}");
-        }
+        let held = on_node(addr, key).map(|(value, _, _)| value);
+        assert_eq!(
+            held.as_deref(),
+            Some(&b"added"[..]),
+            "node {i} of {primary}"
+        );
     }
     let item = adder
         .client
@@ -677,17 +650,10 @@ async fn an_add_whose_primary_froze_after_storing_it_still_reaches_the_others() 
     let cluster = MemcachedCluster::start(3).unwrap();
     let adder = Peer::start(&cluster, fast_health()).await;
     let key = "frozen-after-add";
-    let primary_addr = adder.client.cluster().unwrap().placement(key)[0];
-    let primary = adder
-        .proxies
-        .iter()
-        .position(|proxy| proxy.addr() == primary_addr)
-        .expect("the primary is behind one of the adder's proxies");
+    let primary = adder.primary_of(key);
     // 100 ms on the way through every proxy, so the adder's read of the
     // primary's copy can be held back before it reaches the primary.
-    for proxy in &adder.proxies {
-        proxy.set_mode(ProxyMode::Delay(Duration::from_millis(100)));
-    }
+    adder.set_modes(ProxyMode::Delay(Duration::from_millis(100)));
     adder.proxies[primary].capture(true);
     let add = tokio::spawn({
         let client = adder.client.clone();
@@ -695,22 +661,7 @@ async fn an_add_whose_primary_froze_after_storing_it_still_reaches_the_others() 
     });
     // The priming read, the add, then the read back: held from there on.
     let look = format!("mg {key} ");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let captured = adder.proxies[primary].captured();
-        let looks = captured
-            .windows(look.len())
-            .filter(|w| *w == look.as_bytes())
-            .count();
-        if looks >= 2 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the read back never came"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    adder.await_sent(primary, &look, 2).await;
     adder.proxies[primary].set_mode(ProxyMode::Blackhole);
     assert_eq!(
         add.await.unwrap().unwrap(),
@@ -723,9 +674,7 @@ async fn an_add_whose_primary_froze_after_storing_it_still_reaches_the_others() 
         }
     }
     adder.proxies[primary].drop_connections();
-    for proxy in &adder.proxies {
-        proxy.set_mode(ProxyMode::Pass);
-    }
+    adder.set_modes(ProxyMode::Pass);
     let item = adder
         .client
         .get(key)

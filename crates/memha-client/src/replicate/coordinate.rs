@@ -201,10 +201,17 @@ impl Shared {
         add: Option<&MetaSet>,
     ) -> Result<(), Error> {
         let mut targets = placement.writable_and_absent(key);
+        let primary_target = targets
+            .writable
+            .iter()
+            .copied()
+            .find(|m| Arc::ptr_eq(m, primary));
         targets.writable.retain(|m| !Arc::ptr_eq(m, primary));
         if targets.writable.is_empty() && targets.complete() {
             return Ok(());
         }
+        // Whether the primary is known to hold what is propagated.
+        let mut primary_holds = true;
         let mut primary_cas = None;
         let copy = match primary.call(MetaGet::full(key.clone()).into()).await {
             Ok(Reply::Meta(meta)) if meta.status == MetaStatus::Value && !meta.flags.stale => {
@@ -231,11 +238,18 @@ impl Shared {
                     && add.is_some()
                     && self.tombstone_exptime().is_some() =>
             {
+                // The primary gets it back too: it holds nothing now.
+                targets.writable.extend(primary_target);
+                primary_holds = false;
                 own_copy(key, add.expect("an add, as matched"))
             }
             // The primary stored the add, then stopped answering (it froze,
-            // or its connection broke): what it holds is the add's copy.
-            Err(_) if add.is_some() => own_copy(key, add.expect("an add, as matched")),
+            // or its connection broke): what it holds is the add's copy, but
+            // it cannot be counted on, nor hold markers.
+            Err(_) if add.is_some() => {
+                primary_holds = false;
+                own_copy(key, add.expect("an add, as matched"))
+            }
             // Gone already (expired, evicted, deleted since): gone everywhere,
             // leaving a tombstone like any delete.
             Ok(_) => {
@@ -254,29 +268,60 @@ impl Shared {
                 return Err(error);
             }
         };
+        let also_holding = primary_holds.then_some(primary);
         if targets.writable.is_empty() {
             // Only absent nodes besides the primary: it holds the record.
             let absent: Vec<&Arc<Member>> = targets.absent.clone();
-            return self.mark_stale(key, &absent, &[primary]).await.map(drop);
+            let holders: Vec<&Arc<Member>> = also_holding.into_iter().collect();
+            return self.mark_stale(key, &absent, &holders).await.map(drop);
         }
         let gathered = self
-            .write_accounted(key, &copy, &targets, Some(primary))
+            .write_accounted(key, &copy, &targets, also_holding)
             .await?;
         if let Command::MetaSet(set) = &copy {
             if set.mode == SetMode::Add {
                 // Refused where the node holds the key: keep a live copy
-                // (a newer write), write over a tombstone (an older delete).
-                let mut replaced = Vec::new();
-                for (member, answer) in &gathered.answers {
-                    if matches!(answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::NotStored) {
-                        if let Ok(Some(Reply::Meta(m))) =
-                            self.overwrite_tombstone(key, member, set).await
-                        {
-                            if let (MetaStatus::Stored, Some(cas)) = (m.status, m.flags.cas) {
-                                replaced.push((Arc::clone(*member), cas));
-                            }
+                // (a newer write), write over a tombstone (an older delete),
+                // all at once.
+                let refused: Vec<&Arc<Member>> = gathered
+                    .answers
+                    .iter()
+                    .filter(|(_, answer)| {
+                        matches!(answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::NotStored)
+                    })
+                    .map(|(member, _)| *member)
+                    .collect();
+                let overwrites = refused
+                    .iter()
+                    .map(|member| self.overwrite_tombstone(key, member, set));
+                let answers = futures_util::future::join_all(overwrites).await;
+                let (mut replaced, mut unreplaced) = (Vec::new(), Vec::new());
+                for (member, answer) in refused.into_iter().zip(answers) {
+                    match answer {
+                        // A live copy: a newer write, which accounts for itself.
+                        Ok(None) => {}
+                        Ok(Some(Reply::Meta(m))) if m.status == MetaStatus::Stored => {
+                            replaced.push((Arc::clone(member), m.flags.cas.unwrap_or(0)));
                         }
+                        // Its tombstone stayed (or went): it lacks the add,
+                        // though its refusal counted as an acknowledgement.
+                        _ => unreplaced.push(member),
                     }
+                }
+                if !unreplaced.is_empty() {
+                    let mut holders: Vec<&Arc<Member>> = gathered
+                        .answers
+                        .iter()
+                        .filter(|(_, answer)| {
+                            matches!(answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored)
+                        })
+                        .map(|(member, _)| *member)
+                        .chain(targets.writable.iter().copied().filter(|m| {
+                            replaced.iter().any(|(r, _)| Arc::ptr_eq(r, m))
+                        }))
+                        .collect();
+                    holders.extend(also_holding);
+                    self.mark_stale(key, &unreplaced, &holders).await?;
                 }
                 // Was that tombstone a newer delete, still on its way to the primary?
                 if let (false, Some(read_cas)) = (replaced.is_empty(), primary_cas) {
@@ -296,17 +341,18 @@ impl Shared {
 
     /// Writes `set` over the tombstone `member` holds for `key`, if it
     /// holds one (a set guarded by the tombstone's CAS), and returns the
-    /// answer to that set; `None` when it holds no tombstone (a live copy,
-    /// or nothing). A tombstone whose CAS moved meanwhile (every delete and
-    /// touch of it moves it: with several clients deleting a shared
-    /// session, often) is still one: tried again, a few times
-    /// (multi-client chaos seeds 7 and 9).
+    /// answer to that set (`EX` when the CAS moved every time); `None`
+    /// when it holds no tombstone (a live copy, or nothing). A tombstone
+    /// whose CAS moved meanwhile (every delete and touch of it moves it:
+    /// with several clients deleting a shared session, often) is still
+    /// one: tried again, a few times (multi-client chaos seeds 7 and 9).
     async fn overwrite_tombstone(
         &self,
         key: &Key,
         member: &Member,
         set: &MetaSet,
     ) -> Result<Option<Reply>, Error> {
+        let mut last = None;
         for _ in 0..TOMBSTONE_ATTEMPTS {
             let Some(cas) = self.tombstone_cas(key, member).await else {
                 return Ok(None);
@@ -315,11 +361,14 @@ impl Shared {
             overwrite.mode = SetMode::Set;
             overwrite.compare_cas = Some(cas);
             match member.call(Command::MetaSet(overwrite)).await? {
-                Reply::Meta(meta) if meta.status == MetaStatus::Exists => continue,
+                Reply::Meta(meta) if meta.status == MetaStatus::Exists => {
+                    last = Some(Reply::Meta(meta));
+                }
                 reply => return Ok(Some(reply)),
             }
         }
-        Ok(None)
+        // Still a tombstone, its CAS moving every time: the last `EX`.
+        Ok(last)
     }
 }
 

@@ -270,7 +270,10 @@ impl Shared {
         // it: a fault costs the write no round trip more.
         let (mut gathered, early) = match (absent.is_empty(), targets.writable.is_empty()) {
             (false, false) => {
-                let record = self.record_missed(key, &absent, &targets.writable);
+                // On the primary that decided the write too, when there is one.
+                let mut on: Vec<&Arc<Member>> = targets.writable.clone();
+                on.extend(also_holding);
+                let record = self.record_missed(key, &absent, &on);
                 let (gathered, (_, stored)) = futures_util::future::join(write, record).await;
                 (gathered, stored)
             }
