@@ -93,6 +93,15 @@ impl Peer {
         }
     }
 
+    /// `add(key, "added")` through this client, in a task of its own.
+    fn spawn_add(
+        &self,
+        key: &'static str,
+    ) -> tokio::task::JoinHandle<Result<memha_client::StoreOutcome, memha_client::Error>> {
+        let client = self.client.clone();
+        tokio::spawn(async move { client.add(key, "added").await })
+    }
+
     fn state(&self, node: usize) -> NodeState {
         self.client
             .cluster()
@@ -112,6 +121,12 @@ async fn landed(addrs: &[std::net::SocketAddr], key: &str) -> usize {
         assert!(tokio::time::Instant::now() < deadline, "{key} never landed");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+}
+
+/// `client` reads the copy `spawn_add` stored.
+async fn reads_added(client: &Client, key: &str) {
+    let item = client.get(key).await.unwrap().expect("the added copy");
+    assert_eq!(&item.value[..], b"added");
 }
 
 fn node_name(i: usize) -> String {
@@ -446,10 +461,7 @@ async fn an_add_overtaken_on_its_primary_copies_nothing_over_a_later_delete() {
     // the adder's read of it, within the 300 ms timeout.
     adder.set_modes(ProxyMode::Delay(Duration::from_millis(100)));
     let key = "overtaken-add";
-    let add = tokio::spawn({
-        let client = adder.client.clone();
-        async move { client.add(key, "added").await }
-    });
+    let add = adder.spawn_add(key);
     let primary = landed(&addrs, key).await;
     // A set everywhere, then a delete everywhere but the primary.
     for &addr in &addrs {
@@ -493,10 +505,7 @@ async fn an_add_over_a_tombstone_other_clients_keep_deleting_is_stored() {
     // its next command landing there, within the 300 ms timeout.
     adder.set_modes(ProxyMode::Delay(Duration::from_millis(100)));
     adder.proxies[primary].capture(true);
-    let add = tokio::spawn({
-        let client = adder.client.clone();
-        async move { client.add(key, "added").await }
-    });
+    let add = adder.spawn_add(key);
     // The adder's first two looks at the primary's copy (the priming read,
     // then the look before writing over the tombstone) are each followed
     // by a delete landing in the middle of that 200 ms.
@@ -516,13 +525,7 @@ async fn an_add_over_a_tombstone_other_clients_keep_deleting_is_stored() {
         "the add was refused though every client had deleted the key"
     );
     adder.set_modes(ProxyMode::Pass);
-    let item = deleter
-        .client
-        .get(key)
-        .await
-        .unwrap()
-        .expect("the added copy");
-    assert_eq!(&item.value[..], b"added");
+    reads_added(&deleter.client, key).await;
 }
 
 /// A read repairs the key's primary, which missed it, with the copy it
@@ -606,10 +609,7 @@ async fn an_add_whose_primary_copy_a_cleanup_removed_still_reaches_the_others() 
     // the adder's read of it, within the 300 ms timeout.
     adder.set_modes(ProxyMode::Delay(Duration::from_millis(100)));
     let key = "cleaned-add";
-    let add = tokio::spawn({
-        let client = adder.client.clone();
-        async move { client.add(key, "added").await }
-    });
+    let add = adder.spawn_add(key);
     let primary = landed(&addrs, key).await;
     let reply = raw_roundtrip(
         addrs[primary],
@@ -632,13 +632,7 @@ async fn an_add_whose_primary_copy_a_cleanup_removed_still_reaches_the_others() 
             "node {i} of {primary}"
         );
     }
-    let item = adder
-        .client
-        .get(key)
-        .await
-        .unwrap()
-        .expect("the added copy");
-    assert_eq!(&item.value[..], b"added");
+    reads_added(&adder.client, key).await;
 }
 
 /// An `add` is stored by its primary, which then stops answering before
@@ -655,10 +649,7 @@ async fn an_add_whose_primary_froze_after_storing_it_still_reaches_the_others() 
     // primary's copy can be held back before it reaches the primary.
     adder.set_modes(ProxyMode::Delay(Duration::from_millis(100)));
     adder.proxies[primary].capture(true);
-    let add = tokio::spawn({
-        let client = adder.client.clone();
-        async move { client.add(key, "added").await }
-    });
+    let add = adder.spawn_add(key);
     // The priming read, the add, then the read back: held from there on.
     let look = format!("mg {key} ");
     adder.await_sent(primary, &look, 2).await;
@@ -675,13 +666,7 @@ async fn an_add_whose_primary_froze_after_storing_it_still_reaches_the_others() 
     }
     adder.proxies[primary].drop_connections();
     adder.set_modes(ProxyMode::Pass);
-    let item = adder
-        .client
-        .get(key)
-        .await
-        .unwrap()
-        .expect("the added copy");
-    assert_eq!(&item.value[..], b"added");
+    reads_added(&adder.client, key).await;
 }
 
 /// One node is already Down when another fails a write in flight (it

@@ -166,7 +166,7 @@ impl Shared {
         missed: &[&Arc<Member>],
         holders: &[&Arc<Member>],
     ) -> Result<u64, Error> {
-        let (at_ms, stored) = self.record_missed(key, missed, holders).await;
+        let (at_ms, stored) = self.write_markers(key, missed, holders).await;
         if !stored.is_empty() {
             return Ok(at_ms);
         }
@@ -182,7 +182,7 @@ impl Shared {
     /// `key`, and returns the time the entries carry and the nodes that
     /// stored the record. A write to nodes already known to be missing
     /// sends this beside itself, so the record costs no round trip more.
-    pub(super) async fn record_missed<'h>(
+    pub(super) async fn write_markers<'h>(
         &self,
         key: &Key,
         missed: &[&Arc<Member>],

@@ -273,7 +273,7 @@ impl Shared {
                 // On the primary that decided the write too, when there is one.
                 let mut on: Vec<&Arc<Member>> = targets.writable.clone();
                 on.extend(also_holding);
-                let record = self.record_missed(key, &absent, &on);
+                let record = self.write_markers(key, &absent, &on);
                 let (gathered, (_, stored)) = futures_util::future::join(write, record).await;
                 (gathered, stored)
             }
