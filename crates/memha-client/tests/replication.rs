@@ -825,6 +825,40 @@ async fn a_frozen_node_holds_no_hit_up_for_its_timeout() {
     cluster.node(0).resume().unwrap();
 }
 
+/// A coordinated operation whose primary froze fails over within one node
+/// timeout, its priming read included: the primary is given up on a tenth
+/// of the timeout before the end, taken Down, and the next node in rank is
+/// primed and decides. (Before, the priming read waited the whole timeout,
+/// one timeout did not take the primary Down, and the decision waited a
+/// second one on it: about twice the timeout.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_whose_primary_froze_fails_over_within_one_timeout() {
+    const LONG: Duration = Duration::from_secs(1);
+    let cluster = MemcachedCluster::start(3).unwrap();
+    let addrs = cluster.addrs();
+    let client = Client::builder()
+        .nodes(addrs.iter().copied())
+        .timeout(LONG)
+        .health(fast_health())
+        .build()
+        .await
+        .unwrap();
+    let key = (0..)
+        .map(|i| format!("frozen-primary:{i}"))
+        .find(|key| client.cluster().unwrap().placement(key.as_str())[0] == addrs[0])
+        .unwrap();
+    cluster.node(0).pause().unwrap();
+    let started = Instant::now();
+    let added = client.add(key.as_str(), "v").await;
+    let took = started.elapsed();
+    cluster.node(0).resume().unwrap();
+    assert_eq!(added.unwrap(), StoreOutcome::Stored, "{key}");
+    assert!(took < LONG, "the add took {took:?}");
+    for addr in &addrs[1..] {
+        assert!(live_on(*addr, &key), "{key} missing on {addr}");
+    }
+}
+
 /// A miss needs every Up node heard; a frozen node is stalled after 20 ms
 /// of silence, and then the read answers from the others as it would with
 /// the node Down: keys never written, deleted before the freeze and deleted

@@ -6,6 +6,7 @@ use std::time::Duration;
 use memha_health::Observation;
 use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaSet, MetaStatus, Reply, SetMode};
 use tokio::sync::{Mutex, MutexGuard};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::members::{Member, Placement};
@@ -30,27 +31,77 @@ impl KeyLocks {
         }
     }
 
-    /// Waits at most `timeout` for the key's stripe: behind a call stuck on
-    /// a hung node, the others fail in time rather than queue without end.
-    /// Nothing was sent when this fails. (The caller gives two node
-    /// timeouts: a call that meets a frozen primary waits one out, then
-    /// fails over.)
-    async fn lock(&self, key: &Key, timeout: Duration) -> Result<MutexGuard<'_, ()>, Error> {
+    /// Waits for the key's stripe until `until`, the operation's deadline:
+    /// behind a call stuck on a hung node, the others fail in time rather
+    /// than queue without end. Nothing was sent when this fails.
+    async fn lock(&self, key: &Key, until: Instant) -> Result<MutexGuard<'_, ()>, Error> {
         let stripe = super::placement::score(0, key.as_bytes()) as usize % self.stripes.len();
-        tokio::time::timeout(timeout, self.stripes[stripe].lock())
+        tokio::time::timeout_at(until, self.stripes[stripe].lock())
             .await
             .map_err(|_| {
-                Error::new(ErrorKind::Timeout).with_detail(format!(
-                    "an earlier operation on a key of the same lock stripe took over {timeout:?}"
-                ))
+                Error::new(ErrorKind::Timeout).with_detail(
+                    "an earlier operation on a key of the same lock stripe held it past this one's deadline",
+                )
             })
+    }
+}
+
+/// The deadline of one coordinated operation: one node timeout from its
+/// call, the wait for the key's lock included. The first primary is
+/// waited for until a tenth of it is left, kept for failing over to the
+/// next node in rank (priming it and deciding there take a round trip
+/// each), so a frozen primary costs the caller less than one timeout.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    end: Instant,
+    timeout: Duration,
+}
+
+impl Budget {
+    fn new(timeout: Duration) -> Self {
+        Budget {
+            end: Instant::now() + timeout,
+            timeout,
+        }
+    }
+
+    /// The deadline of the requests of a try: the first keeps the reserve.
+    fn deadline(&self, failed_over: bool) -> Deadline {
+        let reserve = if failed_over {
+            Duration::ZERO
+        } else {
+            self.timeout / 10
+        };
+        Deadline {
+            at: self.end - reserve,
+            least: self.timeout / 2,
+        }
+    }
+}
+
+/// When a coordinated operation's node requests give up: at `at`, but
+/// never less than `least` (half a timeout) after each is sent. A node
+/// slower than that to answer is taken for a frozen one; a merely slow one
+/// is not cut short because its operation began long ago (behind the
+/// key's lock, or after slow rounds).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Deadline {
+    at: Instant,
+    least: Duration,
+}
+
+impl Deadline {
+    /// When a request sent now gives up.
+    pub(super) fn for_request(self) -> Instant {
+        self.at.max(Instant::now() + self.least)
     }
 }
 
 impl Shared {
     /// The primary decides `command`; what it then holds is written to the others.
     pub(super) async fn coordinated(&self, key: Key, command: Command) -> Result<Reply, Error> {
-        let _serialised = self.key_locks.lock(&key, 2 * self.probe_timeout).await?;
+        let budget = Budget::new(self.probe_timeout);
+        let _serialised = self.key_locks.lock(&key, budget.end).await?;
         // It decides from what it holds: first make it hold the current copy.
         let is_add = matches!(&command, Command::MetaSet(set) if set.mode == SetMode::Add);
         // A primary that fails to answer the decision is taken Down (it may
@@ -58,10 +109,12 @@ impl Shared {
         // next node in rank becomes the primary: decide there instead, once.
         let mut failed_over = false;
         loop {
-            let Some((members, primary)) = self.primed_primary(&key, is_add).await? else {
+            let primed = self.primed_primary(&key, is_add, budget.deadline(failed_over));
+            let Some((members, primary)) = primed.await? else {
                 return Ok(super::write::meta_status(MetaStatus::NotStored));
             };
-            let reply = match self.decide(&key, &command, &primary, is_add).await {
+            let until = budget.deadline(failed_over);
+            let reply = match self.decide(&key, &command, &primary, is_add, until).await {
                 Ok(reply) => reply,
                 // Only once it is out of reads: else the next priming read
                 // could find what it applied, and take it for another's. A
@@ -91,19 +144,28 @@ impl Shared {
     /// the members and the primary (`None`: an `add` to refuse without
     /// writing, as the key exists). A node turning Up meanwhile may become
     /// the primary: prime once more, so the node that decides is the one
-    /// primed.
+    /// primed. A primary silent until its share of the budget has passed
+    /// is taken Down, as one that fails to answer the decision would be:
+    /// the next in rank is primed instead, with the reserve.
     async fn primed_primary(
         &self,
         key: &Key,
         is_add: bool,
+        deadline: Deadline,
     ) -> Result<Option<(Members, Arc<Member>)>, Error> {
         let mut attempts = 0;
         loop {
-            let primed = self.prime(key, is_add).await?;
+            let primed = self.prime(key, is_add, deadline).await?;
             if primed.exists {
                 return Ok(None);
             }
             let members = self.members.snapshot();
+            if primed.primary_silent {
+                if let Some(silent) = members.iter().find(|m| m.seed() == primed.primary) {
+                    tracing::debug!(node = %silent.id, "the primary did not answer the priming read: failing over");
+                    silent.health.record(Observation::ConnectionFailed);
+                }
+            }
             let placement = Placement::of(&members, key.as_bytes());
             let Some(primary) = placement.primary().cloned() else {
                 return Err(self.no_nodes(&members));
@@ -135,6 +197,7 @@ impl Shared {
         command: &Command,
         primary: &Arc<Member>,
         is_add: bool,
+        until: Deadline,
     ) -> Result<Reply, Error> {
         let failed = |error: Error| {
             if !error.is_unsent() {
@@ -145,7 +208,10 @@ impl Shared {
         };
         let mut attempts = 0;
         loop {
-            let reply = primary.call(command.clone()).await.map_err(failed)?;
+            let reply = primary
+                .call_until(command.clone(), until.for_request())
+                .await
+                .map_err(failed)?;
             // An add refused by a tombstone (a delete that landed after the
             // priming): the key is absent, so the add is written over it.
             let refused = matches!(&reply, Reply::Meta(m) if m.status == MetaStatus::NotStored);

@@ -122,6 +122,16 @@ impl Member {
         self.service.send(command, self.timeout).await
     }
 
+    /// [`call`](Self::call), giving up at `until` if that comes first.
+    pub(crate) async fn call_until(
+        &self,
+        command: Command,
+        until: tokio::time::Instant,
+    ) -> Result<Reply, Error> {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        self.service.send(command, left.min(self.timeout)).await
+    }
+
     /// One request on the node, for the caller to bound: a fan-out bounds
     /// all its calls with one timer.
     pub(crate) fn start(&self, command: Command) -> NodeCall {

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::coordinate::Deadline;
 use super::counters::Event;
 use super::fanout::{recheck, Calls, Order, Step, Stragglers, Watched};
 use super::members::{Member, Placement};
@@ -96,7 +97,7 @@ impl Shared {
         first_hit: Option<oneshot::Sender<Reply>>,
     ) -> Result<Reply, Error> {
         let read = self
-            .read_resolved(caller.clone(), first_hit, true, Pass::First)
+            .read_resolved(caller.clone(), first_hit, None, Pass::First)
             .await?;
         if let Some(recheck) = read.recheck {
             let this = Arc::clone(self);
@@ -106,7 +107,7 @@ impl Shared {
                     let pass = Pass::Recheck {
                         seen: &recheck.seen,
                     };
-                    let _ = this.read_resolved(caller, None, true, pass).await;
+                    let _ = this.read_resolved(caller, None, None, pass).await;
                 }
                 .in_current_span(),
             );
@@ -116,8 +117,9 @@ impl Shared {
 
     /// A read, and what it saw of the key's primary.
     ///
-    /// A read that primes a coordinated operation does not hedge: the
-    /// primary it primes must answer (it decides next anyway). A first
+    /// A read that primes a coordinated operation (`prime_until`) does not
+    /// hedge: the primary it primes must answer (it decides next anyway);
+    /// it gives up on silent nodes at that instant. A first
     /// pass never overwrites a live copy that is not known to be stale
     /// (it may be a write on its way): it reports it (`recheck`) for a
     /// [`Pass::Recheck`] after [`RECHECK_AFTER`].
@@ -125,9 +127,10 @@ impl Shared {
         &self,
         caller: MetaGet,
         mut first_hit: Option<oneshot::Sender<Reply>>,
-        hedge: bool,
+        prime_until: Option<Deadline>,
         pass: Pass<'_>,
     ) -> Result<ResolvedRead, Error> {
+        let hedge = prime_until.is_none();
         let members = self.members.snapshot();
         let mut up = Placement::of(&members, caller.key.as_bytes()).into_readable();
         let Some(&primary) = up.first() else {
@@ -143,7 +146,7 @@ impl Shared {
         // Secondaries that stopped answering last, so the subset avoids
         // them; the primary stays first (its copy decides divergences).
         let stall_after = self.config.stall_after;
-        if hedge && up.iter().skip(1).any(|m| m.is_stalled(stall_after)) {
+        if up.iter().skip(1).any(|m| m.is_stalled(stall_after)) {
             up[1..].sort_by_key(|m| m.is_stalled(stall_after));
         }
         let (first, rest) = up.split_at(wanted);
@@ -159,10 +162,27 @@ impl Shared {
             nodes: members.len(),
             catch_up_window: self.config.catch_up_window,
             hedge,
+            until: prime_until,
         };
         let mut asked = self
             .ask(first, &mut spares, &command, &mut first_hit, round)
             .await;
+        let primary_timed_out = asked
+            .iter()
+            .find(|a| Arc::ptr_eq(a.member, primary))
+            .and_then(|a| a.error.as_ref())
+            .is_some_and(|error| error.is_timeout() && !error.is_unsent());
+        if primary_timed_out && prime_until.is_some() {
+            // Its operation fails over, and reads the key again there.
+            return Ok(ResolvedRead {
+                reply: shaped(&caller, miss()),
+                primary: primary.seed(),
+                primary_transitions,
+                primary_timed_out,
+                primary_needs: None,
+                recheck: None,
+            });
+        }
         if hedge {
             rest = spares;
         }
@@ -263,6 +283,7 @@ impl Shared {
             reply,
             primary: primary.seed(),
             primary_transitions,
+            primary_timed_out,
             primary_needs,
             recheck,
         };
@@ -428,7 +449,11 @@ impl Shared {
         first_hit: &mut Option<oneshot::Sender<Reply>>,
         round: Round<'_, 'a>,
     ) -> Vec<Asked<'a>> {
-        let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
+        let until = round.until.map_or_else(
+            || Instant::now() + self.probe_timeout,
+            Deadline::for_request,
+        );
+        let mut deadline = pin!(tokio::time::sleep_until(until));
         let deadline_at = deadline.deadline();
         // Every answer is awaited, unless a first hit is to be forwarded.
         let order = match first_hit {
@@ -550,6 +575,9 @@ struct Round<'p, 'a> {
     /// a read that primes a coordinated operation: the primary it primes
     /// must answer, it decides next).
     hedge: bool,
+    /// When the round gives up on silent nodes (`None`: one node timeout
+    /// after it began): a priming read's share of its operation's budget.
+    until: Option<Deadline>,
 }
 
 /// What a round does about the nodes still silent.
@@ -620,6 +648,9 @@ pub(super) struct ResolvedRead {
     /// The primary's health transitions when the read began: a restart
     /// noticed since means its answer may no longer hold.
     pub(super) primary_transitions: u64,
+    /// Whether the primary's request was sent and not answered in time
+    /// (a priming read then ends there: nothing else in it is read).
+    pub(super) primary_timed_out: bool,
     pub(super) primary_needs: Option<Repair>,
     /// Copies that differ were left for a recheck.
     pub(super) recheck: Option<Recheck>,
@@ -630,6 +661,8 @@ pub(super) struct ResolvedRead {
 pub(super) struct Primed {
     pub(super) primary: u64,
     pub(super) primary_transitions: u64,
+    /// The primary did not answer in time: it cannot decide.
+    pub(super) primary_silent: bool,
     pub(super) exists: bool,
 }
 
@@ -715,14 +748,19 @@ impl Shared {
     /// copy elsewhere is left alone (a delete may be on its way to that
     /// copy): the key exists for now, and the add is refused without
     /// writing (`Primed::exists`).
+    ///
+    /// Nodes still silent at `until` are given up on. A primary among them
+    /// ends the read there (`Primed::primary_silent`): its operation takes
+    /// it Down and primes the next node in rank.
     pub(super) async fn prime(
         &self,
         key: &memha_proto::Key,
         for_add: bool,
+        until: Deadline,
     ) -> Result<Primed, Error> {
         let caller = MetaGet::full(key.clone());
         let read = self
-            .read_resolved(caller.clone(), None, false, Pass::First)
+            .read_resolved(caller.clone(), None, Some(until), Pass::First)
             .await?;
         // A live copy was read during the call: an add is refused at once.
         // Asking the primary instead could find it emptied by a restart
@@ -731,9 +769,10 @@ impl Shared {
         let primed = Primed {
             primary: read.primary,
             primary_transitions: read.primary_transitions,
+            primary_silent: read.primary_timed_out,
             exists: for_add && live,
         };
-        if primed.exists {
+        if primed.exists || primed.primary_silent {
             return Ok(primed);
         }
         let Some(needs) = read.primary_needs else {
@@ -768,7 +807,7 @@ impl Shared {
             }
             _ => return Ok(primed),
         };
-        if let Ok(Reply::Meta(meta)) = primary.call(command).await {
+        if let Ok(Reply::Meta(meta)) = primary.call_until(command, until.for_request()).await {
             if meta.status == MetaStatus::Stored {
                 self.counters.record(Event::Repaired {
                     node: &primary.id,
