@@ -134,7 +134,9 @@ impl Shared {
                     Command::MetaSet(set) if is_add => Some(set),
                     _ => None,
                 };
-                self.propagate(&key, &primary, &placement, add).await?;
+                let deadline = budget.deadline(failed_over);
+                self.propagate(&key, &primary, &placement, add, deadline)
+                    .await?;
             }
             return Ok(reply);
         }
@@ -247,7 +249,8 @@ impl Shared {
     }
 
     /// Copies what the primary holds for `key` to every other writable
-    /// node, accounting for the nodes that miss it like any write.
+    /// node, accounting for the nodes that miss it like any write. The
+    /// primary's copy is read back within the operation's `deadline`.
     ///
     /// After `add` (the add the primary stored) the copy is added (`ME`)
     /// too: the key was absent everywhere, so a node that holds it now got
@@ -265,6 +268,7 @@ impl Shared {
         primary: &Arc<Member>,
         placement: &Placement<'_>,
         add: Option<&MetaSet>,
+        deadline: Deadline,
     ) -> Result<(), Error> {
         let mut targets = placement.writable_and_absent(key);
         let primary_target = targets
@@ -279,7 +283,8 @@ impl Shared {
         // Whether the primary is known to hold what is propagated.
         let mut primary_holds = true;
         let mut primary_cas = None;
-        let copy = match primary.call(MetaGet::full(key.clone()).into()).await {
+        let read_back = MetaGet::full(key.clone()).into();
+        let copy = match primary.call_until(read_back, deadline.for_request()).await {
             Ok(Reply::Meta(meta)) if meta.status == MetaStatus::Value && !meta.flags.stale => {
                 primary_cas = meta.flags.cas;
                 let value = meta.value.unwrap_or_default();
