@@ -31,23 +31,24 @@ impl KeyLocks {
         }
     }
 
-    /// Waits for the key's stripe until `until`, the operation's deadline:
-    /// behind a call stuck on a hung node, the others fail in time rather
-    /// than queue without end. Nothing was sent when this fails.
+    /// Waits for the key's stripe until `until`: behind a call stuck on a
+    /// hung node, the others fail in time rather than queue without end.
+    /// Nothing was sent when this fails.
     async fn lock(&self, key: &Key, until: Instant) -> Result<MutexGuard<'_, ()>, Error> {
         let stripe = super::placement::score(0, key.as_bytes()) as usize % self.stripes.len();
         tokio::time::timeout_at(until, self.stripes[stripe].lock())
             .await
             .map_err(|_| {
                 Error::new(ErrorKind::Timeout).with_detail(
-                    "an earlier operation on a key of the same lock stripe held it past this one's deadline",
+                    "an earlier operation on a key of the same lock stripe held it for two timeouts",
                 )
             })
     }
 }
 
 /// The deadline of one coordinated operation: one node timeout from its
-/// call, the wait for the key's lock included. The first primary is
+/// call, the wait for the key's lock included (though each request gets
+/// at least half a timeout, see [`Deadline`]). The first primary is
 /// waited for until a tenth of it is left, kept for failing over to the
 /// next node in rank (priming it and deciding there take a round trip
 /// each), so a frozen primary costs the caller less than one timeout.
@@ -101,7 +102,10 @@ impl Shared {
     /// The primary decides `command`; what it then holds is written to the others.
     pub(super) async fn coordinated(&self, key: Key, command: Command) -> Result<Reply, Error> {
         let budget = Budget::new(self.probe_timeout);
-        let _serialised = self.key_locks.lock(&key, budget.end).await?;
+        // Two timeouts: the operation holding the lock may itself take
+        // over one (a node failing in its propagation).
+        let lock_wait = Instant::now() + 2 * self.probe_timeout;
+        let _serialised = self.key_locks.lock(&key, lock_wait).await?;
         // It decides from what it holds: first make it hold the current copy.
         let is_add = matches!(&command, Command::MetaSet(set) if set.mode == SetMode::Add);
         // A primary that fails to answer the decision is taken Down (it may
