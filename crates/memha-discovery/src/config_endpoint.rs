@@ -348,7 +348,7 @@ struct Conn<'a> {
 
 impl Conn<'_> {
     async fn request(&mut self, command: &Command) -> Result<Reply, Error> {
-        let name = command_name(command);
+        let name = command.name();
         let mut out = BytesMut::new();
         command.encode(&mut out, &self.limits).map_err(|err| {
             Error::with_source(ErrorKind::Protocol, format!("encoding `{name}`"), err)
@@ -412,13 +412,6 @@ impl Conn<'_> {
                 ));
             }
         }
-    }
-}
-
-fn command_name(command: &Command) -> &'static str {
-    match command {
-        Command::ConfigGetCluster => "config get cluster",
-        _ => "get",
     }
 }
 

@@ -49,15 +49,8 @@ impl Encoder<Command> for MemcachedCodec {
 
     fn encode(&mut self, command: Command, dst: &mut BytesMut) -> Result<(), Error> {
         command.encode(dst, &self.limits)?;
-        let quiet = match &command {
-            Command::MetaGet(c) => c.quiet,
-            Command::MetaSet(c) => c.quiet,
-            Command::MetaDelete(c) => c.quiet,
-            Command::MetaArithmetic(c) => c.quiet,
-            _ => false,
-        };
         let expected = match command.reply_kind() {
-            _ if quiet => Expected::QuietMeta,
+            Some(ReplyKind::Meta) if command.is_quiet() => Expected::QuietMeta,
             _ if command == Command::MetaNoop => Expected::Noop,
             Some(kind) => Expected::Reply(kind),
             None => return Ok(()),

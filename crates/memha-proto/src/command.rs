@@ -376,6 +376,143 @@ pub enum Command {
 }
 
 impl Command {
+    /// The key the command is about (the first one of a multi-key
+    /// retrieval); `None` for a command about no key (`mn`, `flush_all`,
+    /// `version`, `stats`, `config get cluster`).
+    ///
+    /// ```
+    /// use memha_proto::{Command, Key, MetaGet};
+    ///
+    /// let key = Key::new("session:1").unwrap();
+    /// assert_eq!(Command::MetaGet(MetaGet::new(key.clone())).key(), Some(&key));
+    /// assert_eq!(Command::Version.key(), None);
+    /// ```
+    pub fn key(&self) -> Option<&Key> {
+        match self {
+            Command::MetaGet(get) => Some(&get.key),
+            Command::MetaSet(set) => Some(&set.key),
+            Command::MetaDelete(delete) => Some(&delete.key),
+            Command::MetaArithmetic(arithmetic) => Some(&arithmetic.key),
+            Command::Retrieve { keys, .. } => keys.first(),
+            Command::Store { key, .. }
+            | Command::Delete { key, .. }
+            | Command::Touch { key, .. }
+            | Command::Arithmetic { key, .. } => Some(key),
+            Command::MetaNoop
+            | Command::FlushAll { .. }
+            | Command::Version
+            | Command::Stats(_)
+            | Command::ConfigGetCluster => None,
+        }
+    }
+
+    /// What the command does, named after the operation a client offers
+    /// for it (`get`, `gets`, `get_and_touch`, `touch`, `set`, `add`,
+    /// `replace`, `append`, `prepend`, `cas`, `delete`, `increment`,
+    /// `decrement`, `noop`, `flush_all`, `version`, `stats`,
+    /// `config_get_cluster`), whichever protocol carries it: for logs,
+    /// traces and metrics.
+    ///
+    /// ```
+    /// use memha_proto::{Command, Key, MetaSet, SetMode};
+    ///
+    /// let mut add = MetaSet::new(Key::new("k").unwrap(), "v");
+    /// add.mode = SetMode::Add;
+    /// assert_eq!(Command::MetaSet(add).name(), "add");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::MetaGet(get) => match (get.value, get.touch.is_some()) {
+                (false, true) => "touch",
+                (true, true) => "get_and_touch",
+                (_, false) if get.cas => "gets",
+                _ => "get",
+            },
+            Command::MetaSet(set) if set.compare_cas.is_some() => "cas",
+            Command::MetaSet(set) => match set.mode {
+                SetMode::Set => "set",
+                SetMode::Add => "add",
+                SetMode::Replace => "replace",
+                SetMode::Append => "append",
+                SetMode::Prepend => "prepend",
+            },
+            Command::MetaDelete(_) | Command::Delete { .. } => "delete",
+            Command::MetaArithmetic(arithmetic) => match arithmetic.mode {
+                ArithmeticMode::Increment => "increment",
+                ArithmeticMode::Decrement => "decrement",
+            },
+            Command::MetaNoop => "noop",
+            Command::Retrieve { kind, .. } => match kind {
+                Retrieval::Get => "get",
+                Retrieval::Gets => "gets",
+                Retrieval::Gat(_) | Retrieval::Gats(_) => "get_and_touch",
+            },
+            Command::Store { kind, .. } => match kind {
+                Storage::Set => "set",
+                Storage::Add => "add",
+                Storage::Replace => "replace",
+                Storage::Append => "append",
+                Storage::Prepend => "prepend",
+                Storage::Cas(_) => "cas",
+            },
+            Command::Touch { .. } => "touch",
+            Command::Arithmetic { kind, .. } => match kind {
+                Arithmetic::Incr => "increment",
+                Arithmetic::Decr => "decrement",
+            },
+            Command::FlushAll { .. } => "flush_all",
+            Command::Version => "version",
+            Command::Stats(_) => "stats",
+            Command::ConfigGetCluster => "config_get_cluster",
+        }
+    }
+
+    /// Whether the command changes no item, so sending it twice does what
+    /// sending it once does (a retrieval that touches sets the same
+    /// expiration again): safe to retry after any failure.
+    ///
+    /// ```
+    /// use memha_proto::{Command, Key, MetaDelete, MetaGet};
+    ///
+    /// let key = Key::new("k").unwrap();
+    /// assert!(Command::MetaGet(MetaGet::new(key.clone())).is_read());
+    /// assert!(!Command::MetaDelete(MetaDelete::new(key)).is_read());
+    /// ```
+    pub fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Command::MetaGet(_)
+                | Command::MetaNoop
+                | Command::Retrieve { .. }
+                | Command::Version
+                | Command::Stats(_)
+                | Command::ConfigGetCluster
+        )
+    }
+
+    /// Whether the server may leave the command unanswered: a quiet meta
+    /// command (answered only on failure, or a hit) or a `noreply` one
+    /// (never answered). A connection that matches answers to requests in
+    /// order cannot send these.
+    ///
+    /// ```
+    /// use memha_proto::{Command, Key, MetaSet};
+    ///
+    /// let mut set = MetaSet::new(Key::new("k").unwrap(), "v");
+    /// assert!(!Command::MetaSet(set.clone()).is_quiet());
+    /// set.quiet = true;
+    /// assert!(Command::MetaSet(set).is_quiet());
+    /// ```
+    pub fn is_quiet(&self) -> bool {
+        match self {
+            Command::MetaGet(c) => c.quiet,
+            Command::MetaSet(c) => c.quiet,
+            Command::MetaDelete(c) => c.quiet,
+            Command::MetaArithmetic(c) => c.quiet,
+            _ => self.reply_kind().is_none(),
+        }
+    }
+
     /// The kind of reply this command gets, or `None` when the server sends
     /// none (`noreply`). A quiet meta command may or may not be answered:
     /// its kind is [`ReplyKind::Meta`] and callers match by opaque token.

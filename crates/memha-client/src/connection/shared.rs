@@ -534,15 +534,8 @@ fn opaque_slot(command: &mut Command) -> Option<&mut Option<u32>> {
 /// unanswered (`noreply`, quiet meta commands) would break first-in,
 /// first-out matching, so they are refused.
 fn reply_kind(command: &Command) -> Result<ReplyKind, Error> {
-    let quiet = match command {
-        Command::MetaGet(c) => c.quiet,
-        Command::MetaSet(c) => c.quiet,
-        Command::MetaDelete(c) => c.quiet,
-        Command::MetaArithmetic(c) => c.quiet,
-        _ => false,
-    };
     match command.reply_kind() {
-        Some(kind) if !quiet => Ok(kind),
+        Some(kind) if !command.is_quiet() => Ok(kind),
         _ => Err(Error::new(ErrorKind::Unsupported)
             .with_detail("quiet and noreply commands cannot be matched to an answer")),
     }

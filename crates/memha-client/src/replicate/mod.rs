@@ -37,6 +37,7 @@ pub(crate) mod placement;
 mod read;
 mod rejoin;
 mod resolve;
+mod route;
 mod stale;
 mod write;
 
@@ -50,7 +51,7 @@ use std::task::{Context, Poll};
 use futures_util::future::Either;
 use memha_discovery::{NodeAddr, NodeId, Watcher};
 use memha_health::{HealthConfig, HealthTable, NodeHealth, NodeState};
-use memha_proto::{Command, SetMode};
+use memha_proto::Command;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tower::discover::Change;
 use tower::Service;
@@ -62,6 +63,7 @@ pub use stale::RESERVED_PREFIX;
 use self::coordinate::KeyLocks;
 use self::counters::{Counters, Event};
 use self::members::{Member, Members};
+use self::route::Route;
 use crate::error::{Error, ErrorKind};
 use crate::node::NodeService;
 
@@ -371,50 +373,32 @@ impl Shared {
         self: &Arc<Self>,
         command: Command,
     ) -> impl Future<Output = Result<Reply, Error>> + Send + '_ {
-        if key_of(&command).is_some_and(stale::is_reserved) {
-            return Either::Left(Either::Right(std::future::ready(Err(Error::new(
-                ErrorKind::InvalidKey,
-            )
-            .with_detail(format!(
-                "keys starting with {RESERVED_PREFIX:?} are memha's own bookkeeping"
-            ))))));
-        }
-        match command {
-            Command::MetaGet(get) if get.touch.is_none() => {
-                Either::Left(Either::Left(self.read(get)))
-            }
-            command @ Command::MetaSet(_) if is_plain_set(&command) => {
-                Either::Right(Either::Left(self.set(command)))
-            }
+        match Route::of(command) {
+            Ok(Route::Read(get)) => Either::Left(Either::Left(self.read(get))),
+            Ok(Route::Set(command)) => Either::Right(Either::Left(self.set(command))),
             // The rest in a box of its own: the future of every read and set
             // would otherwise be as large as the largest operation's.
-            command => Either::Right(Either::Right(Box::pin(self.execute_other(command)))),
+            Ok(route) => Either::Right(Either::Right(Box::pin(self.execute_other(route)))),
+            Err(error) => Either::Left(Either::Right(std::future::ready(Err(error)))),
         }
     }
 
-    async fn execute_other(&self, command: Command) -> Result<Reply, Error> {
-        match command {
-            Command::MetaGet(get) if get.touch.is_some() => self.touch(get).await,
-            Command::MetaSet(set) => self.coordinated(set.key.clone(), set.into()).await,
-            Command::MetaDelete(delete) if delete.compare_cas.is_none() && !delete.invalidate => {
-                self.delete(delete).await
-            }
-            Command::MetaDelete(delete) => {
-                self.coordinated(delete.key.clone(), delete.into()).await
-            }
-            Command::MetaArithmetic(arith) => {
-                self.coordinated(arith.key.clone(), arith.into()).await
-            }
-            command @ Command::FlushAll { .. } => self.flush_all(command).await,
-            command @ (Command::MetaNoop | Command::Version | Command::Stats(_)) => {
+    /// Every route but the two `execute` serves inline.
+    async fn execute_other(self: &Arc<Self>, route: Route) -> Result<Reply, Error> {
+        match route {
+            Route::Read(get) => self.read(get).await,
+            Route::Set(command) => self.set(command).await,
+            Route::Touch(get) => self.touch(get).await,
+            Route::Delete(delete) => self.delete(delete).await,
+            Route::Decide { key, command } => self.coordinated(key, command).await,
+            Route::FlushAll(command) => self.flush_all(command).await,
+            Route::AnyNode(command) => {
                 let members = self.members.snapshot();
                 let Some(member) = members.iter().find(|m| m.state().is_readable()) else {
                     return Err(self.no_nodes(&members));
                 };
                 member.call(command).await
             }
-            _ => Err(Error::new(ErrorKind::Unsupported)
-                .with_detail("classic data commands bypass replication: use the meta commands")),
         }
     }
 
@@ -432,24 +416,6 @@ impl Shared {
 }
 
 use memha_proto::Reply;
-
-/// The key a data command is about.
-fn key_of(command: &Command) -> Option<&memha_proto::Key> {
-    match command {
-        Command::MetaGet(get) => Some(&get.key),
-        Command::MetaSet(set) => Some(&set.key),
-        Command::MetaDelete(delete) => Some(&delete.key),
-        Command::MetaArithmetic(arith) => Some(&arith.key),
-        _ => None,
-    }
-}
-
-/// An unconditional `ms` (mode set, no CAS, no invalidation): it goes to
-/// every node as it is; any other store is decided by the key's primary.
-fn is_plain_set(command: &Command) -> bool {
-    matches!(command, Command::MetaSet(set)
-        if set.mode == SetMode::Set && set.compare_cas.is_none() && !set.invalidate)
-}
 
 impl Service<Command> for Replicate {
     type Response = Reply;

@@ -59,7 +59,7 @@ impl RetryPolicy {
             error.kind(),
             ErrorKind::Connect | ErrorKind::Connection | ErrorKind::Protocol
         );
-        transport && (error.is_unsent() || is_read(command))
+        transport && (error.is_unsent() || command.is_read())
     }
 }
 
@@ -68,20 +68,6 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy::new(2)
     }
-}
-
-/// Reads change nothing a second try could change twice (`mg` with a touch
-/// sets the same TTL again).
-fn is_read(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::MetaGet(_)
-            | Command::MetaNoop
-            | Command::Retrieve { .. }
-            | Command::Version
-            | Command::Stats(_)
-            | Command::ConfigGetCluster
-    )
 }
 
 impl Policy<Command, Reply, Error> for RetryPolicy {
