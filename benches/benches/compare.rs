@@ -18,8 +18,9 @@
 //! `--peers` picks the clients, comma-separated: `memha`, `memha-replicated`,
 //! `async-memcached`, `memcache` (the default), and the diagnostics `memha-connection` (the
 //! bare [`memha_client::Connection`]), `memha-bare` (the client facade over
-//! the bare connection) and `memha-no-timeout` (the facade over retry and
-//! the connection), which show what each layer of the node stack costs.
+//! the bare connection) and `memha-layered` (the facade over the node
+//! stack with one tower layer of the user's, which takes the boxed path),
+//! which show what each part of the node stack costs.
 //! Besides ops/s, each run reports this process's CPU time per operation:
 //! the client's own cost, steadier than ops/s when other work shares the
 //! cores.
@@ -71,7 +72,7 @@ impl Settings {
         while let Some(arg) = args.next() {
             if arg == "--peers" {
                 let names = args.next().unwrap_or_default();
-                settings.peers = [Peer::MemhaBare, Peer::MemhaNoTimeout, Peer::MemhaConnection]
+                settings.peers = [Peer::MemhaBare, Peer::MemhaLayered, Peer::MemhaConnection]
                     .into_iter()
                     .chain(Peer::ALL)
                     .filter(|peer| names.split(',').any(|name| name == peer.id()))
@@ -113,8 +114,8 @@ enum Peer {
     MemhaConnection,
     /// memha's client over the bare connection (no timeout, no retry): a diagnostic.
     MemhaBare,
-    /// memha's client over retry and the connection (no timeout layer): a diagnostic.
-    MemhaNoTimeout,
+    /// memha's client over the node stack with a user layer: a diagnostic.
+    MemhaLayered,
     AsyncMemcached,
     Memcache,
 }
@@ -133,7 +134,7 @@ impl Peer {
             Peer::MemhaReplicated => "memha-replicated",
             Peer::MemhaConnection => "memha-connection",
             Peer::MemhaBare => "memha-bare",
-            Peer::MemhaNoTimeout => "memha-no-timeout",
+            Peer::MemhaLayered => "memha-layered",
             Peer::AsyncMemcached => "async-memcached",
             Peer::Memcache => "memcache",
         }
@@ -145,7 +146,7 @@ impl Peer {
             Peer::MemhaReplicated => "memha replicated (3 nodes, R=2)",
             Peer::MemhaConnection => "memha Connection alone",
             Peer::MemhaBare => "memha Client, bare Connection",
-            Peer::MemhaNoTimeout => "memha Client, Retry+Connection",
+            Peer::MemhaLayered => "memha Client, stack + a layer",
             Peer::AsyncMemcached => "async-memcached 0.9 (conn/task)",
             Peer::Memcache => "memcache 0.21 (sync, r2d2 pool)",
         }
@@ -202,16 +203,18 @@ fn memha_node(addr: SocketAddr) -> NodeService {
         .build(addr)
 }
 
-/// A client over a partial stack, to see what each layer costs.
-fn diagnostic_client(addr: SocketAddr, retry: bool) -> Client {
-    use memha_client::{Connection, ConnectionConfig, Error, RetryPolicy};
-    use tower::ServiceExt;
-    let connection = Connection::new(addr, ConnectionConfig::default());
-    let node = if retry {
-        let retried = tower::retry::Retry::new(RetryPolicy::default(), connection);
-        NodeService::new(addr, retried.map_err(|e: Error| e))
+/// A client over part of the stack, to see what each part costs: the bare
+/// connection, or the whole node stack with one (identity) tower layer of
+/// the user's, whose attempts take the boxed path.
+fn diagnostic_client(addr: SocketAddr, layered: bool) -> Client {
+    use memha_client::{Connection, ConnectionConfig};
+    let node = if layered {
+        NodeStackBuilder::new()
+            .timeout(Duration::from_secs(2))
+            .layer(tower::layer::util::Identity::new())
+            .build(addr)
     } else {
-        NodeService::new(addr, connection)
+        NodeService::new(addr, Connection::new(addr, ConnectionConfig::default()))
     };
     Client::builder()
         .timeout(Duration::from_secs(2))
@@ -505,7 +508,7 @@ struct Bench {
     replicated: Client,
     /// Diagnostic variants of the node stack, built on demand.
     bare: Client,
-    no_timeout: Client,
+    layered: Client,
     memcache: memcache::Client,
 }
 
@@ -524,10 +527,9 @@ impl Bench {
                     .block_on(memha_mixed(&self.replicated, keys, stop))
             }
             Peer::MemhaBare => self.runtime.block_on(memha_mixed(&self.bare, keys, stop)),
-            Peer::MemhaNoTimeout => {
-                self.runtime
-                    .block_on(memha_mixed(&self.no_timeout, keys, stop))
-            }
+            Peer::MemhaLayered => self
+                .runtime
+                .block_on(memha_mixed(&self.layered, keys, stop)),
             Peer::MemhaConnection => self
                 .runtime
                 .block_on(connection_mixed(self.addr, keys, stop)),
@@ -553,9 +555,9 @@ impl Bench {
             Peer::MemhaBare => self
                 .runtime
                 .block_on(memha_sequential(&self.bare, &self.keys, gets)),
-            Peer::MemhaNoTimeout => {
+            Peer::MemhaLayered => {
                 self.runtime
-                    .block_on(memha_sequential(&self.no_timeout, &self.keys, gets))
+                    .block_on(memha_sequential(&self.layered, &self.keys, gets))
             }
             Peer::MemhaConnection => self
                 .runtime
@@ -608,7 +610,7 @@ fn main() {
         memha,
         replicated,
         bare: diagnostic_client(addr, false),
-        no_timeout: diagnostic_client(addr, true),
+        layered: diagnostic_client(addr, true),
         memcache: memcache_client(addr, TASKS as u32),
     };
     let workers = thread::available_parallelism().map_or(0, |n| n.get());

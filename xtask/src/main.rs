@@ -11,8 +11,8 @@
 //!   (sets to all, gets from two) against them. ARGS go to the comparison:
 //!   `--duration SECS`, `--runs N`, `--gets N`, `--peers LIST` (default
 //!   `memha,memha-replicated,async-memcached,memcache`; the diagnostics
-//!   `memha-connection`, `memha-bare`, `memha-no-timeout` show what the bare
-//!   connection and each layer of the node stack cost).
+//!   `memha-connection`, `memha-bare`, `memha-layered` show what the bare
+//!   connection, the node stack and a user layer on it cost).
 //! - `cargo xtask bench --faults [ARGS...]`: makes sure memcached is
 //!   installed, then runs the faults benchmark (`benches/benches/faults.rs`):
 //!   a 64-task mixed workload on 3 real memcached nodes, each behind a fault

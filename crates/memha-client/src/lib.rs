@@ -18,9 +18,11 @@
 //!   [`discovery`] sources, with the [`ReplicationConfig`] (ack policy, read
 //!   fan-out, what a returning node needs);
 //! - the stack of each node, assembled by a [`NodeStackBuilder`]:
-//!   `Timeout -> Retry -> Health -> Timeout (per attempt) -> your layers ->
-//!   Connection`, where [`RetryPolicy`] retries only what cannot apply twice
-//!   and the [`health`] layer fails fast on a Down node;
+//!   `timeout -> retry -> health -> your layers -> Connection`, one
+//!   timeout for a request with all its retries, where [`RetryPolicy`]
+//!   retries only what cannot apply twice and the node's health (the same
+//!   gate as the [`health`] layer's, `NodeHealth::admit`) fails fast on a
+//!   Down node;
 //! - [`Connection`]: one multiplexed, pipelined connection per node (TCP, or
 //!   TLS with the `tls` feature) speaking the meta protocol (`mg`, `ms`,
 //!   `md`, `ma`, `mn`), with batched writes, first-in first-out matching of
@@ -220,7 +222,6 @@ mod item;
 mod key;
 mod node;
 mod replicate;
-mod retry;
 mod trace;
 mod ttl;
 
@@ -231,11 +232,11 @@ pub use connection::{TlsConfig, TlsConfigBuilder, TlsError, TlsErrorKind};
 pub use error::{Error, ErrorKind};
 pub use item::{DeleteOutcome, Item, StoreOutcome, TouchOutcome};
 pub use key::{IntoKey, Key};
+pub use node::RetryPolicy;
 pub use node::{NodeService, NodeStackBuilder};
 pub use replicate::{
     AckPolicy, NodeStatus, RejoinPolicy, Replicate, ReplicationConfig, Stats, RESERVED_PREFIX,
 };
-pub use retry::RetryPolicy;
 pub use ttl::Ttl;
 
 /// The futures of the services of this crate.

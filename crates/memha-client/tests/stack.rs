@@ -129,3 +129,139 @@ async fn the_timeout_bounds_a_request_with_its_retries() {
     );
     cluster.node(0).resume().unwrap();
 }
+
+/// A retry of the user's own, in place of the stack's: a read whose
+/// connection broke is tried once more, on a fresh connection. It counts
+/// the requests it sees and the retries it makes.
+#[derive(Clone, Default)]
+struct RetryReadsOnce {
+    seen: Arc<AtomicUsize>,
+    retries: Arc<AtomicUsize>,
+}
+
+impl<S> tower::Layer<S> for RetryReadsOnce {
+    type Service = RetryReadsOnceService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RetryReadsOnceService {
+            inner,
+            counts: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct RetryReadsOnceService<S> {
+    inner: S,
+    counts: RetryReadsOnce,
+}
+
+impl<S> tower::Service<Command> for RetryReadsOnceService<S>
+where
+    S: tower::Service<Command, Response = Reply, Error = memha_client::Error>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Reply;
+    type Error = memha_client::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Reply, memha_client::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, command: Command) -> Self::Future {
+        use tower::ServiceExt;
+        self.counts.seen.fetch_add(1, Ordering::Relaxed);
+        let first = self.inner.call(command.clone());
+        let (mut inner, retries) = (self.inner.clone(), Arc::clone(&self.counts.retries));
+        Box::pin(async move {
+            match first.await {
+                Err(error) if command.is_read() && error.is_connection() => {
+                    retries.fetch_add(1, Ordering::Relaxed);
+                    inner.ready().await?.call(command).await
+                }
+                answer => answer,
+            }
+        })
+    }
+}
+
+/// The stack's retry turned off and a user-written one added: the read
+/// lost with its connection is answered by the user's retry (and, as a
+/// control, fails without it: the stack's own retry is really off).
+#[tokio::test]
+async fn a_user_written_retry_layer_replaces_the_stack_s() {
+    for with_layer in [true, false] {
+        let (addr, mut accepted) = fake_server().await;
+        let retry = RetryReadsOnce::default();
+        let builder = Client::builder()
+            .node(addr)
+            .retry(RetryPolicy::never())
+            // The scripted server does not echo opaque tokens.
+            .connection(ConnectionConfig::default().reply_tokens(false));
+        let client = match with_layer {
+            true => builder.layer(retry.clone()).build_single_node().unwrap(),
+            false => builder.build_single_node().unwrap(),
+        };
+        let server = tokio::spawn(async move {
+            let mut first = next_connection(&mut accepted).await;
+            read_lines(&mut first, 1).await;
+            drop(first);
+            let mut second = next_connection(&mut accepted).await;
+            assert_eq!(read_lines(&mut second, 1).await, "mg k v f t\r\n");
+            second.write_all(b"VA 2 f1 t-1\r\nok\r\n").await.unwrap();
+            second
+        });
+        let answer = client.get("k").await;
+        if with_layer {
+            let item = answer.unwrap().expect("answered by the user's retry");
+            assert_eq!(item.value.as_ref(), b"ok");
+            assert_eq!(retry.retries.load(Ordering::Relaxed), 1);
+            drop(server.await.unwrap());
+        } else {
+            let error = answer.expect_err("no retry without the user's layer");
+            assert_eq!(error.kind(), &ErrorKind::Connection, "{error:?}");
+            server.abort();
+        }
+    }
+}
+
+/// Replication runs through a stack whose retry is the user's: every
+/// write and read of a replicated client passes the user's layer, and the
+/// promises hold with a node killed (nothing lost, nothing failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_runs_through_a_user_written_retry_layer() {
+    let cluster = memha_tests::MemcachedCluster::start(3).unwrap();
+    let retry = RetryReadsOnce::default();
+    let client = Client::builder()
+        .nodes(cluster.addrs())
+        .timeout(Duration::from_millis(500))
+        .retry(RetryPolicy::never())
+        .layer(retry.clone())
+        .build()
+        .await
+        .unwrap();
+    let keys: Vec<String> = (0..20).map(|i| format!("user-retry:{i}")).collect();
+    for key in &keys {
+        client.set(key.as_str(), key.clone()).await.unwrap();
+    }
+    let writes_seen = retry.seen.load(Ordering::Relaxed);
+    assert!(
+        writes_seen >= 3 * keys.len(),
+        "each set reaches every node through the layer: {writes_seen}"
+    );
+    cluster.node(1).kill().unwrap();
+    for key in &keys {
+        let item = client.get(key.as_str()).await.unwrap().expect("a hit");
+        assert_eq!(item.value.as_ref(), key.as_bytes());
+    }
+    assert!(retry.seen.load(Ordering::Relaxed) > writes_seen);
+}

@@ -10,6 +10,7 @@ use tokio::sync::{broadcast, watch, Notify};
 use tokio::time::Instant;
 
 use crate::config::HealthConfig;
+use crate::error::Error;
 use crate::observe::Observation;
 use crate::probe::ProbeReport;
 use crate::state::{Cause, NodeState, RejoinReason, Transition};
@@ -175,6 +176,32 @@ impl NodeHealth {
     /// What the last successful probe reported, if any probe succeeded yet.
     pub fn last_report(&self) -> Option<ProbeReport> {
         self.shared.lock().last_report.clone()
+    }
+
+    /// Whether a request may be sent to the node now: refused with
+    /// [`ErrorKind::NodeDown`](crate::ErrorKind::NodeDown) while it is
+    /// [`NodeState::Down`], so nothing queues on a dead node. The one health
+    /// gate: the [`Health`](crate::Health) layer and memha-client's node
+    /// stack both ask it.
+    ///
+    /// ```
+    /// use memha_health::{probe_fn, HealthConfig, HealthTable, Observation, ProbeReport};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let table = HealthTable::new(HealthConfig::default());
+    /// let probe = probe_fn(|| async { Ok(ProbeReport::new()) });
+    /// let node = table.add_node("127.0.0.1:11211".parse().unwrap(), probe);
+    /// assert!(node.admit().is_ok());
+    /// node.record(Observation::ConnectionFailed);
+    /// assert!(node.admit().is_err());
+    /// # }
+    /// ```
+    pub fn admit(&self) -> Result<(), Error> {
+        match self.state() {
+            NodeState::Down => Err(Error::node_down(self.addr())),
+            _ => Ok(()),
+        }
     }
 
     /// Records the outcome of one exchange with the node.

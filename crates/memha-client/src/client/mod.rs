@@ -29,9 +29,9 @@ use crate::connection::{Connection, ConnectionConfig};
 use crate::error::{Error, ErrorKind};
 use crate::item::{DeleteOutcome, Item, TouchOutcome};
 use crate::key::{IntoKey, Key};
+use crate::node::RetryPolicy;
 use crate::node::{BoxedService, NodeService, NodeStackBuilder};
 use crate::replicate::{Replicate, ReplicationConfig};
-use crate::retry::RetryPolicy;
 use crate::trace;
 use crate::Ttl;
 

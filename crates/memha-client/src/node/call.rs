@@ -11,14 +11,14 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use memha_health::{ClassifyOutcome, NodeHealth, NodeState, Observation};
+use memha_health::{ClassifyOutcome, NodeHealth, Observation};
 use memha_proto::{Command, Reply};
 use tower::Service;
 
+use super::retry::RetryPolicy;
 use super::BoxedService;
 use crate::connection::{self, Connection};
 use crate::error::{Error, ErrorKind};
-use crate::retry::RetryPolicy;
 
 /// Where a node's attempts go.
 #[derive(Clone)]
@@ -95,12 +95,8 @@ impl Route {
     /// Waits for room for one attempt. A Down node fails fast, so nothing
     /// queues on a dead node.
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if self
-            .health
-            .as_ref()
-            .is_some_and(|health| health.state() == NodeState::Down)
-        {
-            return Poll::Ready(Err(Error::new(ErrorKind::NodeDown).with_node(self.addr)));
+        if let Some(Err(refused)) = self.health.as_ref().map(NodeHealth::admit) {
+            return Poll::Ready(Err(Error::from(refused).with_node(self.addr)));
         }
         let ready = ready!(self.attempts.poll_ready(cx));
         Poll::Ready(ready.map_err(|error| {

@@ -13,16 +13,19 @@
 //! The timeout, retries and health records are one hand-written future
 //! ([`call::NodeCall`] with [`call::bounded`]) rather than a stack of tower
 //! middleware: a request costs one timer and, without layers of your own,
-//! no allocation of the stack's. They behave as
-//! `tower::timeout::Timeout -> tower::retry::Retry -> memha_health::Health`
-//! would. The stack is assembled by a [`NodeStackBuilder`], which builds
+//! no allocation of the stack's. Each behaviour exists once: the retry
+//! loop is `NodeCall`'s ([`RetryPolicy`] is its configuration), and the
+//! health gate is `memha_health::NodeHealth::admit`, which the public
+//! `memha_health::Health` layer runs too. To retry differently, set
+//! [`RetryPolicy::never`] and add your own retry layer with
+//! [`NodeStackBuilder::layer`]. The stack is assembled by a [`NodeStackBuilder`], which builds
 //! any number of nodes with the same settings, into a [`NodeService`], so
 //! nodes built with different layers have one type.
 
 pub(crate) mod call;
 mod future;
+mod retry;
 
-use std::any::Any;
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
@@ -36,6 +39,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
 pub use future::ResponseFuture;
+pub use retry::RetryPolicy;
 
 use memha_health::NodeHealth;
 
@@ -43,7 +47,6 @@ use self::call::{Attempts, NodeCall, Route};
 
 use crate::connection::{Connection, ConnectionConfig, ConnectionMetrics};
 use crate::error::Error;
-use crate::retry::RetryPolicy;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -76,6 +79,9 @@ pub struct NodeStackBuilder<L = Identity> {
     retry: RetryPolicy,
     connection: ConnectionConfig,
     layers: L,
+    /// Whether [`layer`](Self::layer) was called: else the attempts go
+    /// straight to the connection, unboxed.
+    layered: bool,
 }
 
 impl NodeStackBuilder<Identity> {
@@ -86,6 +92,7 @@ impl NodeStackBuilder<Identity> {
             retry: RetryPolicy::default(),
             connection: ConnectionConfig::default(),
             layers: Identity::new(),
+            layered: false,
         }
     }
 }
@@ -126,6 +133,7 @@ impl<L> NodeStackBuilder<L> {
             retry: self.retry,
             connection: self.connection,
             layers: Stack::new(layer, self.layers),
+            layered: true,
         }
     }
 
@@ -162,7 +170,7 @@ impl<L> NodeStackBuilder<L> {
     }
 
     /// Builds the stack of a replicated node, whose health learns from
-    /// every attempt (a per-attempt timeout included) and which fails fast
+    /// every attempt (a timeout included) and which fails fast
     /// while the node is Down.
     pub(crate) fn build_with_health(
         &self,
@@ -192,7 +200,16 @@ impl<L> NodeStackBuilder<L> {
         <L::Service as Service<Command>>::Future: Send + 'static,
     {
         let connection = Connection::new(addr, connection);
-        let attempts = attempts_through(self.layers.layer(connection.clone()));
+        // Without layers of the user's, straight to the connection: no
+        // boxing and no dynamic dispatch on the hot path.
+        let attempts = match self.layered {
+            false => Attempts::Connection(connection.clone()),
+            true => Attempts::Layered(BoxedService::new(
+                self.layers
+                    .layer(connection.clone())
+                    .map_err(|error| Error::from_boxed(error.into())),
+            )),
+        };
         NodeService {
             route: Route {
                 addr,
@@ -204,24 +221,6 @@ impl<L> NodeStackBuilder<L> {
             connection: Some(connection),
         }
     }
-}
-
-/// Where the attempts of a stack go. Without layers of the user's, straight
-/// to the connection: no boxing and no dynamic dispatch on the hot path.
-fn attempts_through<S>(service: S) -> Attempts
-where
-    S: Service<Command, Response = Reply> + Clone + Send + Sync + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-{
-    let mut service = Some(service);
-    if let Some(connection) = (&mut service as &mut dyn Any).downcast_mut::<Option<Connection>>() {
-        return Attempts::Connection(connection.take().expect("just set"));
-    }
-    let service = service.expect("not taken");
-    Attempts::Layered(BoxedService::new(
-        service.map_err(|error: S::Error| Error::from_boxed(error.into())),
-    ))
 }
 
 impl<L: fmt::Debug> fmt::Debug for NodeStackBuilder<L> {

@@ -11,7 +11,6 @@ use tower::Service;
 use crate::error::Error;
 use crate::node::NodeHealth;
 use crate::observe::ClassifyOutcome;
-use crate::state::NodeState;
 
 pub use self::future::ResponseFuture;
 pub use self::layer::HealthLayer;
@@ -19,7 +18,7 @@ pub use self::layer::HealthLayer;
 /// Wraps one node's service: records each result (and each `poll_ready`
 /// error) into the node's health, and fails `poll_ready` at once with
 /// [`ErrorKind::NodeDown`](crate::ErrorKind::NodeDown) while the node is
-/// [`NodeState::Down`], without polling the inner service, so nothing queues
+/// [`NodeState::Down`](crate::NodeState::Down), without polling the inner service, so nothing queues
 /// on a dead node.
 ///
 /// The refusal is transient: unlike most `poll_ready` errors it does not
@@ -78,8 +77,8 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.node.state() == NodeState::Down {
-            return Poll::Ready(Err(Error::node_down(self.node.addr()).into()));
+        if let Err(refused) = self.node.admit() {
+            return Poll::Ready(Err(refused.into()));
         }
         match self.inner.poll_ready(cx) {
             Poll::Ready(Err(err)) => {

@@ -1,26 +1,31 @@
 //! Which failed requests a node retries: only those a retry cannot apply twice.
 
-use std::future::{ready, Ready};
-
-use memha_proto::{Command, Reply};
-use tower::retry::Policy;
+use memha_proto::Command;
 
 use crate::error::{Error, ErrorKind};
 
-/// The retry policy of a node stack, for `tower::retry::Retry`.
+/// How a node stack retries: plain configuration, which the node stack's
+/// one retry loop follows (the same future that bounds the request and
+/// records its outcomes into the node's health).
 ///
 /// A failed request is tried again, at most [`max_retries`](Self::max_retries)
 /// times, only when a retry is surely harmless:
 /// - any request that surely never reached the server (the node could not
 ///   be reached, or the connection broke before the request was written:
 ///   [`Error::is_unsent`]);
-/// - a read (`mg`, `mn`, classic retrievals, `version`, `stats`, `config`)
-///   after any transport failure (connection or protocol error).
+/// - a read (`mg`, `mn`, classic retrievals, `version`, `stats`, `config`:
+///   [`Command::is_read`]) after any transport failure (connection or
+///   protocol error).
 ///
 /// A write whose fate is unknown (an `incr` or `append` that may have been
 /// applied before the connection broke) is never retried, nor is any
-/// server answer (`SERVER_ERROR` ...). Timeouts are decided above the retry
-/// layer and are not retried either.
+/// server answer (`SERVER_ERROR` ...). The stack's timeout bounds a
+/// request with all its retries; a timeout is not retried.
+///
+/// To retry differently, turn this off ([`RetryPolicy::never`]) and add a
+/// tower layer of your own with
+/// [`NodeStackBuilder::layer`](crate::NodeStackBuilder::layer): it sees
+/// every attempt.
 ///
 /// ```
 /// use memha_client::RetryPolicy;
@@ -28,19 +33,15 @@ use crate::error::{Error, ErrorKind};
 /// assert_eq!(policy.max_retries(), 3);
 /// assert_eq!(RetryPolicy::never().max_retries(), 0);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     max_retries: usize,
-    remaining: usize,
 }
 
 impl RetryPolicy {
     /// Retries a request at most `max_retries` times.
     pub fn new(max_retries: usize) -> Self {
-        RetryPolicy {
-            max_retries,
-            remaining: max_retries,
-        }
+        RetryPolicy { max_retries }
     }
 
     /// Never retries.
@@ -70,38 +71,33 @@ impl Default for RetryPolicy {
     }
 }
 
-impl Policy<Command, Reply, Error> for RetryPolicy {
-    type Future = Ready<()>;
-
-    fn retry(
-        &mut self,
-        command: &mut Command,
-        result: &mut Result<Reply, Error>,
-    ) -> Option<Self::Future> {
-        let Err(error) = result else {
-            return None;
-        };
-        if self.remaining == 0 || !Self::is_retry_safe(command, error) {
-            return None;
-        }
-        self.remaining -= 1;
-        tracing::debug!(%error, remaining = self.remaining, "retrying");
-        Some(ready(()))
-    }
-
-    fn clone_request(&mut self, command: &Command) -> Option<Command> {
-        (self.remaining > 0).then(|| command.clone())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use memha_proto::{ArithmeticMode, Key, MetaArithmetic, MetaGet, MetaSet};
+    use memha_proto::{ArithmeticMode, Key, MetaArithmetic, MetaGet, MetaSet, Reply};
     use std::time::Duration;
-    use tower::retry::RetryLayer;
-    use tower::{Layer, ServiceExt};
+    use tower::ServiceExt;
     use tower_test::mock;
+
+    use crate::node::call::{Attempts, NodeCall, Route};
+    use crate::node::BoxedService;
+
+    /// A call of `command` with `policy`'s retries, its attempts going to
+    /// the mock `service`: the node stack's own retry loop.
+    fn call_through(
+        service: mock::Mock<Command, Reply>,
+        policy: RetryPolicy,
+        command: Command,
+    ) -> NodeCall {
+        let attempts = BoxedService::new(service.map_err(Error::from_boxed));
+        let route = Route {
+            addr: "127.0.0.1:11211".parse().unwrap(),
+            attempts: Attempts::Layered(attempts),
+            max_retries: policy.max_retries(),
+            health: None,
+        };
+        NodeCall::new(route, command)
+    }
 
     fn key() -> Key {
         Key::new("k").unwrap()
@@ -152,8 +148,7 @@ mod tests {
     #[tokio::test]
     async fn retries_a_read_then_succeeds() {
         let (service, mut handle) = mock::pair::<Command, Reply>();
-        let retry = RetryLayer::new(RetryPolicy::new(2)).layer(service.map_err(Error::from_boxed));
-        let call = tokio::spawn(retry.oneshot(get()));
+        let call = tokio::spawn(call_through(service, RetryPolicy::new(2), get()));
 
         let (request, respond) = handle.next_request().await.unwrap();
         assert_eq!(request, get());
@@ -167,8 +162,7 @@ mod tests {
     #[tokio::test]
     async fn never_retries_a_write_that_may_have_applied() {
         let (service, mut handle) = mock::pair::<Command, Reply>();
-        let retry = RetryLayer::new(RetryPolicy::new(2)).layer(service.map_err(Error::from_boxed));
-        let call = tokio::spawn(retry.oneshot(incr()));
+        let call = tokio::spawn(call_through(service, RetryPolicy::new(2), incr()));
 
         let (_, respond) = handle.next_request().await.unwrap();
         respond.send_error(lost(false));
@@ -183,8 +177,7 @@ mod tests {
     #[tokio::test]
     async fn retries_an_unsent_write_and_stops_at_the_bound() {
         let (service, mut handle) = mock::pair::<Command, Reply>();
-        let retry = RetryLayer::new(RetryPolicy::new(2)).layer(service.map_err(Error::from_boxed));
-        let call = tokio::spawn(retry.oneshot(incr()));
+        let call = tokio::spawn(call_through(service, RetryPolicy::new(2), incr()));
 
         for _ in 0..3 {
             let (request, respond) = handle.next_request().await.unwrap();
