@@ -265,6 +265,27 @@ impl NodeService {
         }
     }
 
+    /// A test double with a health handle: the replication layer's unit
+    /// tests run their scripted nodes through the health gate and records.
+    #[cfg(test)]
+    pub(crate) fn with_health(
+        addr: SocketAddr,
+        service: BoxedService,
+        health: NodeHealth,
+        timeout: Duration,
+    ) -> Self {
+        NodeService {
+            route: Route {
+                addr,
+                attempts: Attempts::Layered(service),
+                max_retries: 0,
+                health: Some(health),
+            },
+            timeout: Some(timeout),
+            connection: None,
+        }
+    }
+
     /// The node's address.
     pub fn addr(&self) -> SocketAddr {
         self.route.addr

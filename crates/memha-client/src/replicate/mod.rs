@@ -39,6 +39,8 @@ mod rejoin;
 mod resolve;
 mod route;
 mod stale;
+#[cfg(test)]
+mod tests;
 mod write;
 
 use std::future::Future;
