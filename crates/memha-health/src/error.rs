@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::observe::Observation;
+use crate::state::Observation;
 
 /// A boxed error, as rejoin hooks and custom probes return them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

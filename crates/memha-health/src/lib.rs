@@ -100,10 +100,10 @@ pub use config::HealthConfig;
 pub use error::{BoxError, Error, ErrorKind};
 pub use hook::{RejoinHook, RejoinInfo};
 pub use node::NodeHealth;
-pub use observe::{classify_error, ClassifyOutcome, Observation};
+pub use observe::{classify_error, ClassifyOutcome};
 pub use probe::{
     probe_fn, MemcachedProbe, Probe, ProbeConnector, ProbeFn, ProbeIo, ProbeReport, ProbeStream,
 };
 pub use service::{Health, HealthLayer, ResponseFuture};
-pub use state::{Cause, NodeState, RejoinReason, Transition};
+pub use state::{Cause, NodeState, Observation, RejoinReason, Transition};
 pub use table::{HealthTable, Transitions};

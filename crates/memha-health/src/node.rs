@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use crate::config::HealthConfig;
 use crate::error::Error;
-use crate::observe::Observation;
 use crate::probe::ProbeReport;
+use crate::state::Observation;
 use crate::state::{Cause, NodeState, RejoinReason, Transition};
 
 /// Where transitions go: the table's stream and its change counter.

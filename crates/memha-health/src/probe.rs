@@ -14,7 +14,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::Error;
-use crate::observe::{ClassifyOutcome, Observation};
+use crate::observe::ClassifyOutcome;
+use crate::state::Observation;
 use crate::state::RejoinReason;
 
 /// What a successful probe learnt about the server.

@@ -165,3 +165,41 @@ impl fmt::Display for Transition {
         )
     }
 }
+
+/// What one exchange with a node says about its health.
+///
+/// [`Health`](crate::Health) classifies each result with [`ClassifyOutcome`];
+/// [`NodeHealth::record`](crate::NodeHealth::record) feeds one in directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Observation {
+    /// The node answered. A miss, `NOT_STORED`, `EXISTS` or even a
+    /// `SERVER_ERROR` is an answer: the node is alive. Resets the count of
+    /// consecutive timeouts.
+    Success,
+    /// Says nothing about the node (a request refused before it was sent,
+    /// an invalid key, a call cancelled): ignored.
+    Neutral,
+    /// The node did not answer in time. `timeout_threshold` consecutive
+    /// timeouts mark it down.
+    Timeout,
+    /// The exchange failed in a way that is neither a timeout nor a refused
+    /// connection (a garbled reply, an unexpected I/O error): counted like a
+    /// timeout.
+    Failure,
+    /// The connection was refused, reset or closed: the node is marked down
+    /// at once.
+    ConnectionFailed,
+}
+
+impl fmt::Display for Observation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Observation::Success => "success",
+            Observation::Neutral => "neutral",
+            Observation::Timeout => "timeout",
+            Observation::Failure => "failure",
+            Observation::ConnectionFailed => "connection failed",
+        })
+    }
+}

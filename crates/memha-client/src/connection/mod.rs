@@ -227,7 +227,12 @@ impl Connection {
             "Connection::call without a successful poll_ready"
         );
         match self.owner.shared.submit(command) {
-            Ok(reply) => ResponseFuture::waiting(reply, Arc::clone(&self.owner)),
+            Ok((reply, connect)) => {
+                if let Some(runtime) = connect {
+                    runtime.spawn(task::connect(Arc::clone(&self.owner.shared)));
+                }
+                ResponseFuture::waiting(reply, Arc::clone(&self.owner))
+            }
             Err(error) => ResponseFuture::failed(error),
         }
     }

@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use memha_proto::{Command, Limits, Reply, ReplyDecoder, ReplyKind};
+use tokio::runtime::Handle;
 use tokio::sync::{oneshot, Notify, Semaphore};
 
 use super::config::ConnectionConfig;
 use super::metrics::Counters;
-use super::task;
-use super::transport::{Parts, Reader, Sender};
+use super::transport::{Parts, Reader, Sender, Writer};
 use crate::error::{Error, ErrorKind};
 
 /// The answer channel of one request.
@@ -166,6 +166,13 @@ impl Pending {
     }
 }
 
+/// A link just connected, with the halves its reader and writer tasks take.
+pub(super) struct Started {
+    pub(super) link: Arc<Link>,
+    pub(super) reader: Reader,
+    pub(super) writer: Writer,
+}
+
 impl Shared {
     pub(super) fn new(addr: SocketAddr, config: ConnectionConfig) -> Self {
         Shared {
@@ -230,19 +237,31 @@ impl Shared {
     /// `command` is only borrowed, so a caller that may retry keeps it
     /// without a copy; it is given back as it came (its opaque token is
     /// set for the encoding only).
-    pub(super) fn submit(self: &Arc<Self>, command: &mut Command) -> Result<ReplyReceiver, Error> {
-        let result = self.enqueue(command);
+    ///
+    /// With a runtime handle when the connection is to be opened: the
+    /// caller spawns the connect task on it (this
+    /// state never spawns its own tasks).
+    pub(super) fn submit(
+        &self,
+        command: &mut Command,
+    ) -> Result<(ReplyReceiver, Option<Handle>), Error> {
+        let mut connect = None;
+        let result = self.enqueue(command, &mut connect);
         if result.is_err() {
             self.release(1);
         }
-        result
+        result.map(|receiver| (receiver, connect))
     }
 
-    fn enqueue(self: &Arc<Self>, command: &mut Command) -> Result<ReplyReceiver, Error> {
+    fn enqueue(
+        &self,
+        command: &mut Command,
+        connect: &mut Option<Handle>,
+    ) -> Result<ReplyReceiver, Error> {
         let kind = reply_kind(command).map_err(|err| err.with_node(self.addr))?;
         let mut guard = self.lock();
         let state = &mut *guard;
-        match &state.link {
+        let must_connect = match &state.link {
             LinkState::Closed => {
                 return Err(Error::new(ErrorKind::Closed)
                     .with_unsent(true)
@@ -251,9 +270,9 @@ impl Shared {
             LinkState::Backoff { retry_at, error } if Instant::now() < *retry_at => {
                 return Err(error.clone());
             }
-            LinkState::Idle | LinkState::Backoff { .. } => self.start_connect(state)?,
-            LinkState::Connecting | LinkState::Connected(_) => {}
-        }
+            LinkState::Idle | LinkState::Backoff { .. } => true,
+            LinkState::Connecting | LinkState::Connected(_) => false,
+        };
         let before = state.out.len();
         let limits = &self.config.limits;
         let tagged = match self.config.reply_tokens {
@@ -271,6 +290,16 @@ impl Shared {
                 return Err(Error::from_proto(err).with_node(self.addr));
             }
         };
+        // Only for a request that is sent: one refused leaves it idle.
+        if must_connect {
+            match self.start_connect(state) {
+                Ok(runtime) => *connect = Some(runtime),
+                Err(error) => {
+                    state.out.truncate(before);
+                    return Err(error);
+                }
+            }
+        }
         state.encoded += (state.out.len() - before) as u64;
         let (reply, receiver) = oneshot::channel();
         state.queue.push_back(Pending {
@@ -320,24 +349,25 @@ impl Shared {
         }
     }
 
-    fn start_connect(self: &Arc<Self>, state: &mut State) -> Result<(), Error> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+    /// Marks the link Connecting and returns the runtime to connect on.
+    fn start_connect(&self, state: &mut State) -> Result<Handle, Error> {
+        let runtime = Handle::try_current().map_err(|_| {
             Error::new(ErrorKind::Closed)
                 .with_unsent(true)
                 .with_node(self.addr)
                 .with_detail("a connection needs a tokio runtime")
         })?;
         state.link = LinkState::Connecting;
-        runtime.spawn(task::connect(Arc::clone(self)));
-        Ok(())
+        Ok(runtime)
     }
 
-    /// The end of a connection attempt.
-    pub(super) fn connected(self: &Arc<Self>, attempt: Result<Parts, Error>) {
+    /// The end of a connection attempt: the new link with the halves its
+    /// reader and writer tasks take (the caller spawns them), or `None`.
+    pub(super) fn connected(&self, attempt: Result<Parts, Error>) -> Option<Started> {
         let mut guard = self.lock();
         let state = &mut *guard;
         if !matches!(state.link, LinkState::Connecting) {
-            return; // closed meanwhile
+            return None; // closed meanwhile
         }
         match attempt {
             Ok(Parts {
@@ -350,32 +380,16 @@ impl Shared {
                 state.connect_failures = 0;
                 let link = Arc::new(Link::new(sender));
                 state.link = LinkState::Connected(Arc::clone(&link));
-                match reader {
-                    Reader::Plain(receiving) => {
-                        tokio::spawn(task::read_loop(
-                            Arc::clone(self),
-                            Arc::clone(&link),
-                            receiving,
-                        ));
-                    }
-                    #[cfg(feature = "tls")]
-                    Reader::Tls(receiving) => {
-                        tokio::spawn(task::read_loop(
-                            Arc::clone(self),
-                            Arc::clone(&link),
-                            receiving,
-                        ));
-                    }
-                }
-                tokio::spawn(task::write_loop(
-                    Arc::clone(self),
-                    Arc::clone(&link),
-                    writer,
-                ));
+                // The writer task finds this wake-up once it runs.
                 if !state.out.is_empty() {
                     state.writer_busy = true;
                     link.wake_writer.notify_one();
                 }
+                Some(Started {
+                    link,
+                    reader,
+                    writer,
+                })
             }
             Err(error) => {
                 Counters::add(&self.counters.connect_failures, 1);
@@ -388,6 +402,7 @@ impl Shared {
                     retry_at: Instant::now() + delay,
                     error,
                 };
+                None
             }
         }
     }

@@ -9,8 +9,8 @@ use memha_proto::ReplyDecoder;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::metrics::Counters;
-use super::shared::{dispatch, Link, Pending, Shared};
-use super::transport::{self, Writer};
+use super::shared::{dispatch, Link, Pending, Shared, Started};
+use super::transport::{self, Reader, Writer};
 use crate::error::{Error, ErrorKind};
 
 /// Free room below which the read buffer grows before the next read.
@@ -27,7 +27,28 @@ pub(super) async fn connect(shared: Arc<Shared>) {
             Err(_) => Err(Error::new(ErrorKind::Connect)
                 .with_detail(format!("no connection within {timeout:?}"))),
         };
-    shared.connected(result);
+    if let Some(started) = shared.connected(result) {
+        spawn_link(&shared, started);
+    }
+}
+
+/// Starts the reader and writer tasks of a link just connected.
+fn spawn_link(shared: &Arc<Shared>, started: Started) {
+    let Started {
+        link,
+        reader,
+        writer,
+    } = started;
+    match reader {
+        Reader::Plain(receiving) => {
+            tokio::spawn(read_loop(Arc::clone(shared), Arc::clone(&link), receiving));
+        }
+        #[cfg(feature = "tls")]
+        Reader::Tls(receiving) => {
+            tokio::spawn(read_loop(Arc::clone(shared), Arc::clone(&link), receiving));
+        }
+    }
+    tokio::spawn(write_loop(Arc::clone(shared), link, writer));
 }
 
 /// Sends what callers queued while a write was already under way or

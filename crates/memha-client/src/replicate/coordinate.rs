@@ -9,6 +9,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::fanout::Deadline;
 use super::members::{Member, Placement};
 use super::Shared;
 use crate::error::{Error, ErrorKind};
@@ -73,28 +74,7 @@ impl Budget {
         } else {
             self.timeout / 10
         };
-        Deadline {
-            at: self.end - reserve,
-            least: self.timeout / 2,
-        }
-    }
-}
-
-/// When a coordinated operation's node requests give up: at `at`, but
-/// never less than `least` (half a timeout) after each is sent. A node
-/// slower than that to answer is taken for a frozen one; a merely slow one
-/// is not cut short because its operation began long ago (behind the
-/// key's lock, or after slow rounds).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Deadline {
-    at: Instant,
-    least: Duration,
-}
-
-impl Deadline {
-    /// When a request sent now gives up.
-    pub(super) fn for_request(self) -> Instant {
-        self.at.max(Instant::now() + self.least)
+        Deadline::new(self.end - reserve, self.timeout / 2)
     }
 }
 

@@ -14,9 +14,8 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::coordinate::Deadline;
 use super::counters::Event;
-use super::fanout::{recheck, Calls, Order, Step, Stragglers, Watched};
+use super::fanout::{recheck, Calls, Deadline, Order, Step, Stragglers, Watched};
 use super::members::{Member, Placement};
 use super::resolve::{self, Copy, NodeRead, Repair};
 use super::stale::Marked;
