@@ -218,6 +218,7 @@
 mod client;
 mod connection;
 mod error;
+mod hash;
 mod item;
 mod key;
 mod node;

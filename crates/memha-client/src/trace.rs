@@ -10,13 +10,11 @@
 use memha_proto::{Command, Key};
 use tracing::Span;
 
-use crate::replicate::placement;
-
 /// A hash of `key` for traces: the same key always gives the same hash, so
 /// one session can be followed across events without the key being logged.
 /// Not a secret: a guessable key can be checked against it.
 pub(crate) fn key_hash(key: &Key) -> u64 {
-    placement::score(0x006d_656d_6861, key.as_bytes())
+    crate::hash::score(0x006d_656d_6861, key.as_bytes())
 }
 
 /// The span of one client operation; disabled (and free) unless a

@@ -10,7 +10,8 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::fanout::Deadline;
-use super::members::{Member, Placement};
+use super::members::Member;
+use super::placement::Placement;
 use super::Shared;
 use crate::error::{Error, ErrorKind};
 use crate::Ttl;
@@ -36,7 +37,7 @@ impl KeyLocks {
     /// hung node, the others fail in time rather than queue without end.
     /// Nothing was sent when this fails.
     async fn lock(&self, key: &Key, until: Instant) -> Result<MutexGuard<'_, ()>, Error> {
-        let stripe = super::placement::score(0, key.as_bytes()) as usize % self.stripes.len();
+        let stripe = crate::hash::score(0, key.as_bytes()) as usize % self.stripes.len();
         tokio::time::timeout_at(until, self.stripes[stripe].lock())
             .await
             .map_err(|_| {
@@ -81,10 +82,10 @@ impl Budget {
 impl Shared {
     /// The primary decides `command`; what it then holds is written to the others.
     pub(super) async fn coordinated(&self, key: Key, command: Command) -> Result<Reply, Error> {
-        let budget = Budget::new(self.probe_timeout);
+        let budget = Budget::new(self.node_timeout);
         // Two timeouts: the operation holding the lock may itself take
         // over one (a node failing in its propagation).
-        let lock_wait = Instant::now() + 2 * self.probe_timeout;
+        let lock_wait = Instant::now() + 2 * self.node_timeout;
         let _serialised = self.key_locks.lock(&key, lock_wait).await?;
         // It decides from what it holds: first make it hold the current copy.
         let is_add = matches!(&command, Command::MetaSet(set) if set.mode == SetMode::Add);

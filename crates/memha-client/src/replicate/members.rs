@@ -12,7 +12,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::journal::Journal;
-use super::placement;
 use crate::error::Error;
 use crate::node::call::NodeCall;
 use crate::node::NodeService;
@@ -50,7 +49,7 @@ impl Member {
         timeout: Duration,
     ) -> Self {
         Member {
-            seed: placement::node_seed(id.as_str()),
+            seed: crate::hash::node_seed(id.as_str()),
             id,
             addr,
             timeout,
@@ -198,71 +197,5 @@ impl Members {
             next
         });
         removed
-    }
-}
-
-/// The members ranked for one key: the placement every decision about the
-/// key starts from. It borrows the members from a snapshot, so ranking a
-/// key touches no reference count.
-pub(crate) struct Placement<'a> {
-    /// All members in rendezvous order for the key.
-    pub(crate) ranked: Vec<&'a Arc<Member>>,
-}
-
-impl<'a> Placement<'a> {
-    pub(crate) fn of(members: &'a [Arc<Member>], key: &[u8]) -> Placement<'a> {
-        Placement {
-            ranked: placement::rank(members, |member| member.seed, key),
-        }
-    }
-
-    /// The key's primary: the first Up node in rendezvous order.
-    pub(crate) fn primary(&self) -> Option<&'a Arc<Member>> {
-        self.ranked
-            .iter()
-            .copied()
-            .find(|m| m.state() == NodeState::Up)
-    }
-
-    /// Up nodes, in rendezvous order (the primary first).
-    pub(crate) fn into_readable(mut self) -> Vec<&'a Arc<Member>> {
-        self.ranked.retain(|m| m.state().is_readable());
-        self.ranked
-    }
-
-    /// Splits the nodes for a write of `key`: the writable ones (Up and
-    /// Rejoining) in rendezvous order, and the ones that will miss it.
-    /// Down nodes get the key journaled, for their return. Joining nodes
-    /// are treated as empty by this client, but another client may already
-    /// see one Up and hold copies on it: they miss the write as well.
-    pub(crate) fn writable_and_absent(&self, key: &Key) -> WriteTargets<'a> {
-        let mut targets = WriteTargets {
-            writable: Vec::with_capacity(self.ranked.len()),
-            absent: Vec::new(),
-        };
-        for &member in &self.ranked {
-            match member.state() {
-                state if state.is_writable() => targets.writable.push(member),
-                NodeState::Down => {
-                    member.record_missed(key);
-                    targets.absent.push(member);
-                }
-                _ => targets.absent.push(member),
-            }
-        }
-        targets
-    }
-}
-
-/// Where a write of one key goes, and which nodes miss it from the start.
-pub(crate) struct WriteTargets<'a> {
-    pub(crate) writable: Vec<&'a Arc<Member>>,
-    pub(crate) absent: Vec<&'a Arc<Member>>,
-}
-
-impl WriteTargets<'_> {
-    /// Whether every node is writable: the steady state.
-    pub(crate) fn complete(&self) -> bool {
-        self.absent.is_empty()
     }
 }

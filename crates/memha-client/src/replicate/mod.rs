@@ -33,7 +33,7 @@ mod counters;
 mod fanout;
 mod journal;
 mod members;
-pub(crate) mod placement;
+mod placement;
 mod read;
 mod rejoin;
 mod resolve;
@@ -100,7 +100,7 @@ pub(crate) struct Shared {
     /// the cluster and catch up.
     established: AtomicBool,
     /// The node stack's timeout: also bounds probes and waiting for room.
-    probe_timeout: std::time::Duration,
+    node_timeout: std::time::Duration,
     // Stops the discovery task when the last handle goes.
     _discovery: DropGuard,
     discovery: CancellationToken,
@@ -110,7 +110,7 @@ impl Replicate {
     pub(crate) fn new(
         config: ReplicationConfig,
         health: HealthConfig,
-        probe_timeout: std::time::Duration,
+        node_timeout: std::time::Duration,
         make_node: MakeNode,
     ) -> Replicate {
         let token = CancellationToken::new();
@@ -128,7 +128,7 @@ impl Replicate {
             make_node,
             writer: stale::writer_id(),
             established: AtomicBool::new(false),
-            probe_timeout,
+            node_timeout,
             _discovery: token.clone().drop_guard(),
             discovery: token,
         });
@@ -161,7 +161,7 @@ impl Replicate {
             service,
             health,
             shared.config.journal_capacity,
-            shared.probe_timeout,
+            shared.node_timeout,
         );
         if shared.established.load(Ordering::Acquire) {
             member.begin_catch_up();
@@ -266,7 +266,7 @@ impl Replicate {
     /// The nodes in the order they rank for `key`: the first Up one is its primary.
     pub fn placement(&self, key: impl AsRef<[u8]>) -> Vec<SocketAddr> {
         let members = self.shared.members.snapshot();
-        members::Placement::of(&members, key.as_ref())
+        placement::Placement::of(&members, key.as_ref())
             .ranked
             .iter()
             .map(|m| m.addr)

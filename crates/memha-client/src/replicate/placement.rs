@@ -1,18 +1,17 @@
-//! Where a key lives: rendezvous (highest random weight) hashing.
+//! Where a key lives: rendezvous (highest random weight) hashing, and the
+//! placement of a key over the members every decision about it starts from.
 //!
 //! Every client must pick the same primary for a key from the same node set,
-//! so the hash is a fixed function of the node's identity and the key, never
-//! a per-process seeded hasher.
+//! so the hash is a fixed function of the node's identity and the key
+//! ([`crate::hash`]), never a per-process seeded hasher.
 
-/// A 64-bit score of `key` on the node whose identity hashes to `node_seed`.
-pub(crate) fn score(node_seed: u64, key: &[u8]) -> u64 {
-    mix(fnv1a(node_seed, key))
-}
+use std::sync::Arc;
 
-/// The stable seed of a node identity (its `host:port`).
-pub(crate) fn node_seed(identity: &str) -> u64 {
-    mix(fnv1a(0xcbf2_9ce4_8422_2325, identity.as_bytes()))
-}
+use memha_health::NodeState;
+use memha_proto::Key;
+
+use super::members::Member;
+use crate::hash::score;
 
 /// `items` in rendezvous order for `key`, given each one's node seed: the
 /// first is the primary.
@@ -33,24 +32,75 @@ pub(crate) fn rank<T>(
     scored.into_iter().map(|(_, _, item)| item).collect()
 }
 
-fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
+/// The members ranked for one key: the placement every decision about the
+/// key starts from. It borrows the members from a snapshot, so ranking a
+/// key touches no reference count.
+pub(crate) struct Placement<'a> {
+    /// All members in rendezvous order for the key.
+    pub(crate) ranked: Vec<&'a Arc<Member>>,
 }
 
-/// splitmix64's finalizer: spreads FNV's weak low bits over the whole word.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+impl<'a> Placement<'a> {
+    pub(crate) fn of(members: &'a [Arc<Member>], key: &[u8]) -> Placement<'a> {
+        Placement {
+            ranked: rank(members, |member| member.seed(), key),
+        }
+    }
+
+    /// The key's primary: the first Up node in rendezvous order.
+    pub(crate) fn primary(&self) -> Option<&'a Arc<Member>> {
+        self.ranked
+            .iter()
+            .copied()
+            .find(|m| m.state() == NodeState::Up)
+    }
+
+    /// Up nodes, in rendezvous order (the primary first).
+    pub(crate) fn into_readable(mut self) -> Vec<&'a Arc<Member>> {
+        self.ranked.retain(|m| m.state().is_readable());
+        self.ranked
+    }
+
+    /// Splits the nodes for a write of `key`: the writable ones (Up and
+    /// Rejoining) in rendezvous order, and the ones that will miss it.
+    /// Down nodes get the key journaled, for their return. Joining nodes
+    /// are treated as empty by this client, but another client may already
+    /// see one Up and hold copies on it: they miss the write as well.
+    pub(crate) fn writable_and_absent(&self, key: &Key) -> WriteTargets<'a> {
+        let mut targets = WriteTargets {
+            writable: Vec::with_capacity(self.ranked.len()),
+            absent: Vec::new(),
+        };
+        for &member in &self.ranked {
+            match member.state() {
+                state if state.is_writable() => targets.writable.push(member),
+                NodeState::Down => {
+                    member.record_missed(key);
+                    targets.absent.push(member);
+                }
+                _ => targets.absent.push(member),
+            }
+        }
+        targets
+    }
+}
+
+/// Where a write of one key goes, and which nodes miss it from the start.
+pub(crate) struct WriteTargets<'a> {
+    pub(crate) writable: Vec<&'a Arc<Member>>,
+    pub(crate) absent: Vec<&'a Arc<Member>>,
+}
+
+impl WriteTargets<'_> {
+    /// Whether every node is writable: the steady state.
+    pub(crate) fn complete(&self) -> bool {
+        self.absent.is_empty()
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::hash::node_seed;
 
     /// Indices of `seeds` in rendezvous order for `key`.
     fn rank(seeds: &[u64], key: &[u8]) -> Vec<usize> {

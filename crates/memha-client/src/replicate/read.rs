@@ -16,7 +16,8 @@ use tracing::Instrument;
 
 use super::counters::Event;
 use super::fanout::{recheck, Calls, Deadline, Order, Step, Stragglers, Watched};
-use super::members::{Member, Placement};
+use super::members::Member;
+use super::placement::Placement;
 use super::resolve::{self, Copy, NodeRead, Repair};
 use super::stale::Marked;
 use super::Shared;
@@ -241,7 +242,7 @@ impl Shared {
                 // the live copy, which every read answers, is what the
                 // tombstones converge to.
                 if !resolution.held_back.is_empty() {
-                    recheck = Some(self.probe_timeout + RECHECK_AFTER);
+                    recheck = Some(self.node_timeout + RECHECK_AFTER);
                 }
             }
             Pass::Recheck { seen } => {
@@ -366,9 +367,9 @@ impl Shared {
             },
             None => (None, 0),
         };
-        let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
+        let mut deadline = pin!(tokio::time::sleep(self.node_timeout));
         let deadline_at = deadline.deadline();
-        let mut calls = Calls::new(deadline.as_mut(), self.probe_timeout, Order::Sent);
+        let mut calls = Calls::new(deadline.as_mut(), self.node_timeout, Order::Sent);
         for &(i, repair) in repairs {
             let member = asked[i].member;
             let command = match (repair, best) {
@@ -448,10 +449,9 @@ impl Shared {
         first_hit: &mut Option<oneshot::Sender<Reply>>,
         round: Round<'_, 'a>,
     ) -> Vec<Asked<'a>> {
-        let until = round.until.map_or_else(
-            || Instant::now() + self.probe_timeout,
-            Deadline::for_request,
-        );
+        let until = round
+            .until
+            .map_or_else(|| Instant::now() + self.node_timeout, Deadline::for_request);
         let mut deadline = pin!(tokio::time::sleep_until(until));
         let deadline_at = deadline.deadline();
         // Every answer is awaited, unless a first hit is to be forwarded.
@@ -459,7 +459,7 @@ impl Shared {
             Some(_) => Order::Arrival,
             None => Order::Sent,
         };
-        let mut calls = Calls::new(deadline.as_mut(), self.probe_timeout, order);
+        let mut calls = Calls::new(deadline.as_mut(), self.node_timeout, order);
         for &member in nodes {
             calls.push(member, member.start(command.clone()));
         }

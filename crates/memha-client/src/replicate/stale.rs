@@ -24,7 +24,6 @@ use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaSet, MetaStatus, Reply,
 use super::counters::Event;
 use super::fanout::{Calls, Order, Stragglers, Watched};
 use super::members::Member;
-use super::placement;
 use super::Shared;
 use crate::error::{Error, ErrorKind};
 use crate::Ttl;
@@ -53,7 +52,7 @@ pub(crate) fn marker_key(key: &Key) -> Key {
     if marker.len() + bytes.len() <= Key::MAX_LEN {
         marker.extend_from_slice(bytes);
     } else {
-        let (a, b) = (placement::score(1, bytes), placement::score(2, bytes));
+        let (a, b) = (crate::hash::score(1, bytes), crate::hash::score(2, bytes));
         marker.extend_from_slice(format!("#{a:016x}{b:016x}").as_bytes());
     }
     Key::try_from(marker).expect("a prefix and a valid key, or a hash, is a valid key")
@@ -244,9 +243,9 @@ impl Shared {
         stored_before: usize,
         mut each: impl FnMut(&'h Arc<Member>, Result<Reply, Error>),
     ) {
-        let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
+        let mut deadline = pin!(tokio::time::sleep(self.node_timeout));
         let deadline_at = deadline.deadline();
-        let mut calls = Calls::new(deadline.as_mut(), self.probe_timeout, Order::Sent);
+        let mut calls = Calls::new(deadline.as_mut(), self.node_timeout, Order::Sent);
         for &holder in holders {
             calls.push(holder, holder.start(Command::MetaSet(command.clone())));
         }
@@ -284,9 +283,9 @@ impl Shared {
         get.value = true;
         let command = Command::MetaGet(get);
         let mut marked = Marked::default();
-        let mut deadline = pin!(tokio::time::sleep(self.probe_timeout));
+        let mut deadline = pin!(tokio::time::sleep(self.node_timeout));
         let deadline_at = deadline.deadline();
-        let mut calls = Calls::new(deadline.as_mut(), self.probe_timeout, Order::Sent);
+        let mut calls = Calls::new(deadline.as_mut(), self.node_timeout, Order::Sent);
         for &node in nodes {
             calls.push(node, node.start(command.clone()));
         }

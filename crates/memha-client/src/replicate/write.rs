@@ -8,7 +8,8 @@ use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaReply, MetaStatus, Repl
 
 use super::counters::Event;
 use super::fanout::{self, Gathered};
-use super::members::{Member, Placement, WriteTargets};
+use super::members::Member;
+use super::placement::{Placement, WriteTargets};
 use super::read::{asked_of, shaped, Asked};
 use super::resolve;
 use super::stale::{self, Marked};
@@ -182,7 +183,7 @@ impl Shared {
             required,
             WRITE_GRACE,
             Duration::ZERO,
-            self.probe_timeout,
+            self.node_timeout,
         )
         .await;
         if let Some(stragglers) = gathered.stragglers.take() {
@@ -263,7 +264,7 @@ impl Shared {
             required,
             WRITE_GRACE,
             stall_after,
-            self.probe_timeout,
+            self.node_timeout,
         );
         // The nodes known to miss the write are recorded beside it, on
         // every writable node, rather than after it on those that stored
