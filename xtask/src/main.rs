@@ -2,8 +2,10 @@
 //!
 //! - `cargo xtask test [ARGS...]`: makes sure memcached is installed, then
 //!   runs `cargo test --workspace [ARGS...]`.
-//! - `cargo xtask ci`: formatting check, clippy, the tests, and the docs,
-//!   all with warnings as errors; prints the time each step took.
+//! - `cargo xtask ci`: formatting check, no module import cycle in any
+//!   crate, clippy, the tests, and the docs, all with warnings as errors;
+//!   prints the time each step took.
+//! - `cargo xtask modules`: that module check alone.
 //! - `cargo xtask bench [ARGS...]`: makes sure memcached is installed, then
 //!   runs the side-by-side client comparison (`benches/benches/compare.rs`)
 //!   against real memcached servers and prints a table with the ratios:
@@ -39,6 +41,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod memcached;
+mod modules;
 
 use std::env;
 use std::ffi::OsString;
@@ -51,7 +54,8 @@ usage: cargo xtask <command>
 
 commands:
   test [ARGS...]   install memcached if missing, then `cargo test --workspace [ARGS...]`
-  ci               fmt check, clippy, tests and docs, warnings as errors
+  ci               fmt check, module cycles, clippy, tests and docs, warnings as errors
+  modules          check that no crate has a cycle of module imports
   bench [ARGS...]  memha side by side with async-memcached and memcache against one
                    real memcached, and memha replicated over three against them
                    (ARGS: --duration SECS --runs N --gets N --peers LIST)
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
     let result = match command.as_ref().and_then(|c| c.to_str()) {
         Some("test") => test(&rest),
         Some("ci") if rest.is_empty() => ci(),
+        Some("modules") if rest.is_empty() => no_module_cycles(),
         Some("bench") => bench(&rest),
         Some("demo") if rest.is_empty() => demo(),
         Some("chaos") => chaos(&rest),
@@ -144,6 +149,7 @@ fn ci() -> Result<(), String> {
     let started = Instant::now();
     step("fmt", || cargo(&["fmt", "--all", "--", "--check"], &[]))?;
     step("default-deps", no_aws_by_default)?;
+    step("modules", no_module_cycles)?;
     step("clippy", || {
         cargo(
             &[
@@ -168,6 +174,17 @@ fn ci() -> Result<(), String> {
     })?;
     println!("ci passed in {}", seconds(started.elapsed()));
     Ok(())
+}
+
+/// No crate has a cycle of module imports (see `modules.rs`).
+fn no_module_cycles() -> Result<(), String> {
+    let srcs = modules::crate_sources(&workspace_root())?;
+    let cycles = modules::cycles(&srcs)?;
+    if cycles.is_empty() {
+        println!("no module import cycle in {} crates", srcs.len());
+        return Ok(());
+    }
+    Err(format!("module import cycles:\n  {}", cycles.join("\n  ")))
 }
 
 /// The default build pulls in neither the AWS SDK (memha-discovery's
