@@ -35,8 +35,6 @@
 //!
 //! The `memcached` binary is taken from the `MEMCACHED_BIN` environment
 //! variable, else `memcached` on `PATH`, else `/usr/bin/memcached`.
-#![forbid(unsafe_code)]
-#![warn(missing_docs, unreachable_pub)]
 
 mod cluster;
 mod example;

@@ -210,9 +210,7 @@
 //! - `tls`: TLS to the nodes, with rustls and the aws-lc-rs provider.
 //! - `elasticache`: the ElastiCache API discovery source
 //!   (`memha-discovery/elasticache`, through the AWS SDK; heavy to build).
-#![forbid(unsafe_code)]
 #![deny(missing_docs)]
-#![warn(unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;

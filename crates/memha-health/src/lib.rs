@@ -79,9 +79,7 @@
 //! # Ok(())
 //! # }
 //! ```
-#![forbid(unsafe_code)]
 #![deny(missing_docs)]
-#![warn(unreachable_pub)]
 
 mod backoff;
 mod config;

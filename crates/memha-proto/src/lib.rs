@@ -47,9 +47,7 @@
 //! assert_eq!((hit.flags.client_flags, hit.flags.ttl, hit.flags.cas), (Some(7), Some(900), Some(42)));
 //! # Ok::<(), memha_proto::Error>(())
 //! ```
-#![forbid(unsafe_code)]
 #![deny(missing_docs)]
-#![warn(unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cluster_config;

@@ -79,9 +79,7 @@
 //! - `actix-session`: [`ActixSessionStore`].
 //!
 //! Neither is on by default, and memha-client depends on neither.
-#![forbid(unsafe_code)]
 #![deny(missing_docs)]
-#![warn(unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // Without a framework feature, only the error type is left to use.
 #![cfg_attr(

@@ -32,8 +32,6 @@
 //! `cargo xtask chaos --seconds N --seed S [--clients M] [--single-fault]`
 //! runs it; short fixed-seed runs (one client, and four with one fault at
 //! a time) are part of the tests.
-#![forbid(unsafe_code)]
-#![warn(missing_docs, unreachable_pub)]
 
 pub mod checker;
 pub mod converge;

@@ -87,6 +87,21 @@ pub struct Replicate {
     shared: Arc<Shared>,
 }
 
+impl std::fmt::Debug for Replicate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let members = self.shared.members.snapshot();
+        let nodes: Vec<String> = members
+            .iter()
+            .map(|m| format!("{} {}", m.id, m.state().as_str()))
+            .collect();
+        f.debug_struct("Replicate")
+            .field("nodes", &nodes)
+            .field("config", &self.shared.config)
+            .field("node_timeout", &self.shared.node_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) struct Shared {
     members: Members,
     health: HealthTable,
