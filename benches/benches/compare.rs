@@ -116,14 +116,20 @@ enum Peer {
     MemhaBare,
     /// memha's client over the node stack with a user layer: a diagnostic.
     MemhaLayered,
+    /// The minimal pipelined meta client on one node: the yardstick.
+    RawMux,
+    /// The minimal replicating client: sets to all three nodes, gets from two.
+    RawRepl,
     AsyncMemcached,
     Memcache,
 }
 
 impl Peer {
-    const ALL: [Peer; 4] = [
+    const ALL: [Peer; 6] = [
         Peer::Memha,
         Peer::MemhaReplicated,
+        Peer::RawMux,
+        Peer::RawRepl,
         Peer::AsyncMemcached,
         Peer::Memcache,
     ];
@@ -135,6 +141,8 @@ impl Peer {
             Peer::MemhaConnection => "memha-connection",
             Peer::MemhaBare => "memha-bare",
             Peer::MemhaLayered => "memha-layered",
+            Peer::RawMux => "raw-mux",
+            Peer::RawRepl => "raw-repl3",
             Peer::AsyncMemcached => "async-memcached",
             Peer::Memcache => "memcache",
         }
@@ -147,6 +155,8 @@ impl Peer {
             Peer::MemhaConnection => "memha Connection alone",
             Peer::MemhaBare => "memha Client, bare Connection",
             Peer::MemhaLayered => "memha Client, stack + a layer",
+            Peer::RawMux => "raw mux (minimal, 1 conn)",
+            Peer::RawRepl => "raw repl3 (set 3, get 2)",
             Peer::AsyncMemcached => "async-memcached 0.9 (conn/task)",
             Peer::Memcache => "memcache 0.21 (sync, r2d2 pool)",
         }
@@ -485,6 +495,86 @@ fn memcache_mixed(client: &memcache::Client, keys: Arc<Vec<String>>, stop: Arc<A
     ops.load(Ordering::Relaxed)
 }
 
+// ---- the raw yardsticks ----
+
+#[path = "support/raw.rs"]
+mod raw;
+
+/// A raw client, single node or replicating.
+#[derive(Clone)]
+enum Raw {
+    Mux(raw::RawMux),
+    Repl(raw::RawRepl),
+}
+
+impl Raw {
+    async fn get(&self, key: &memha_proto::Key, turn: usize) -> Option<Bytes> {
+        match self {
+            Raw::Mux(mux) => mux.get(key).await,
+            Raw::Repl(repl) => repl.get(key, turn).await,
+        }
+    }
+
+    async fn set(&self, key: &memha_proto::Key, value: Bytes) {
+        match self {
+            Raw::Mux(mux) => mux.set(key, value).await,
+            Raw::Repl(repl) => repl.set(key, value).await,
+        }
+    }
+}
+
+fn raw_keys(keys: &[String]) -> Arc<Vec<memha_proto::Key>> {
+    Arc::new(
+        keys.iter()
+            .map(|k| memha_proto::Key::new(k.clone()).expect("key"))
+            .collect(),
+    )
+}
+
+async fn raw_sequential(raw: Raw, keys: &[String], gets: usize) -> Vec<Duration> {
+    let keys = raw_keys(keys);
+    let mut rng = Rng::new(1, 0);
+    let mut samples = Vec::with_capacity(gets);
+    for i in 0..gets + gets / 10 {
+        let key = &keys[rng.next_u64() as usize % KEYS];
+        let started = Instant::now();
+        raw.get(key, i).await.expect("a hit");
+        if i >= gets / 10 {
+            samples.push(started.elapsed());
+        }
+    }
+    samples
+}
+
+async fn raw_mixed(raw: Raw, keys: Arc<Vec<String>>, stop: Arc<AtomicBool>) -> u64 {
+    let keys = raw_keys(&keys);
+    let ops = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let (raw, keys, stop, ops) = (raw.clone(), keys.clone(), stop.clone(), ops.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng::new(7, task as u64);
+            let value = value();
+            let mut done = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let r = rng.next_u64();
+                let key = &keys[r as usize % KEYS];
+                if r % 10 == 0 {
+                    raw.set(key, value.clone()).await;
+                } else {
+                    raw.get(key, done as usize).await;
+                }
+                done += 1;
+            }
+            ops.fetch_add(done, Ordering::Relaxed);
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    ops.load(Ordering::Relaxed)
+}
+
 // ---- the run ----
 
 /// Raises `stop` after `duration`, from a plain thread (so it works the
@@ -509,10 +599,20 @@ struct Bench {
     /// Diagnostic variants of the node stack, built on demand.
     bare: Client,
     layered: Client,
+    raw_mux: raw::RawMux,
+    raw_repl: raw::RawRepl,
     memcache: memcache::Client,
 }
 
 impl Bench {
+    /// The raw client `peer` names.
+    fn raw(&self, peer: Peer) -> Raw {
+        match peer {
+            Peer::RawMux => Raw::Mux(self.raw_mux.clone()),
+            _ => Raw::Repl(self.raw_repl.clone()),
+        }
+    }
+
     /// One timed run of the mixed workload: operations per second and this
     /// process's CPU time per operation.
     fn mixed(&self, peer: Peer, duration: Duration) -> (f64, Duration) {
@@ -533,6 +633,9 @@ impl Bench {
             Peer::MemhaConnection => self
                 .runtime
                 .block_on(connection_mixed(self.addr, keys, stop)),
+            Peer::RawMux | Peer::RawRepl => {
+                self.runtime.block_on(raw_mixed(self.raw(peer), keys, stop))
+            }
             Peer::AsyncMemcached => self
                 .runtime
                 .block_on(async_memcached_mixed(self.addr, keys, stop)),
@@ -562,6 +665,10 @@ impl Bench {
             Peer::MemhaConnection => self
                 .runtime
                 .block_on(connection_sequential(self.addr, &self.keys, gets)),
+            Peer::RawMux | Peer::RawRepl => {
+                self.runtime
+                    .block_on(raw_sequential(self.raw(peer), &self.keys, gets))
+            }
             Peer::AsyncMemcached => self
                 .runtime
                 .block_on(async_memcached_sequential(self.addr, &self.keys, gets)),
@@ -602,6 +709,8 @@ fn main() {
         }
         memha.version().await.expect("version")
     });
+    let raw_mux = runtime.block_on(raw::RawMux::connect(addr));
+    let raw_repl = runtime.block_on(raw::RawRepl::connect(&cluster.addrs()));
     let bench = Bench {
         runtime,
         addr,
@@ -611,6 +720,8 @@ fn main() {
         replicated,
         bare: diagnostic_client(addr, false),
         layered: diagnostic_client(addr, true),
+        raw_mux,
+        raw_repl,
         memcache: memcache_client(addr, TASKS as u32),
     };
     let workers = thread::available_parallelism().map_or(0, |n| n.get());
@@ -750,6 +861,34 @@ fn main() {
             per_op(metrics.requests, ops),
             per_op(metrics.writes, ops),
             per_op(metrics.reads, ops)
+        );
+    }
+    // Against the yardsticks (issue targets: single node >= 0.9x raw mux
+    // with p99 <= 1.5x; replicated >= 0.85x raw repl3, CPU <= 4.5 us/op).
+    for (ours, yardstick, ops_target, cpu_target) in [
+        (Peer::Memha, Peer::RawMux, 0.9, None),
+        (Peer::MemhaReplicated, Peer::RawRepl, 0.85, Some(4.5)),
+    ] {
+        let (Some(ours_result), Some(raw)) = (find(ours), find(yardstick)) else {
+            continue;
+        };
+        let throughput = ours_result.median_throughput() / raw.median_throughput();
+        let p99 = ours_result.p99.as_secs_f64() / raw.p99.as_secs_f64();
+        let cpu = ours_result.median_cpu_per_op().as_secs_f64() * 1e6;
+        let raw_cpu = raw.median_cpu_per_op().as_secs_f64() * 1e6;
+        let cpu_verdict = cpu_target.map_or(String::new(), |target| {
+            format!(", CPU <= {target} us/op {}", verdict(cpu <= target))
+        });
+        println!(
+            "{} / {}: ops/s {throughput:.2}x, get p99 {p99:.2}x, client CPU {cpu:.1} vs {raw_cpu:.1} us/op \
+             (targets: ops/s >= {ops_target}x {}{}{cpu_verdict})",
+            ours.id(),
+            yardstick.id(),
+            verdict(throughput >= ops_target),
+            match ours {
+                Peer::Memha => format!(", p99 <= 1.5x {}", verdict(p99 <= 1.5)),
+                _ => String::new(),
+            },
         );
     }
     drop(cluster);
