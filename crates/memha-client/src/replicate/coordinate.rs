@@ -96,7 +96,7 @@ impl Shared {
         loop {
             let primed = self.primed_primary(&key, is_add, budget.deadline(failed_over));
             let Some((members, primary)) = primed.await? else {
-                return Ok(super::write::meta_status(MetaStatus::NotStored));
+                return Ok(super::reply::status_reply(MetaStatus::NotStored));
             };
             let until = budget.deadline(failed_over);
             let reply = match self.decide(&key, &command, &primary, is_add, until).await {

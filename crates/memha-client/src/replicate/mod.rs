@@ -36,6 +36,7 @@ mod members;
 mod placement;
 mod read;
 mod rejoin;
+mod reply;
 mod resolve;
 mod route;
 mod stale;

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::Either;
-use memha_proto::{
-    Command, Key, MetaDelete, MetaFlags, MetaGet, MetaReply, MetaSet, MetaStatus, Reply, SetMode,
-};
+use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaReply, MetaStatus, Reply};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -18,6 +16,7 @@ use super::counters::Event;
 use super::fanout::{recheck, Calls, Deadline, Order, Step, Stragglers, Watched};
 use super::members::Member;
 use super::placement::Placement;
+use super::reply::{repair_command, shaped, status_reply};
 use super::resolve::{self, Copy, NodeRead, Repair};
 use super::stale::Marked;
 use super::Shared;
@@ -175,7 +174,7 @@ impl Shared {
         if primary_timed_out && prime_until.is_some() {
             // Its operation fails over, and reads the key again there.
             return Ok(ResolvedRead {
-                reply: shaped(&caller, miss()),
+                reply: shaped(&caller, status_reply(MetaStatus::Miss)),
                 primary: primary.seed(),
                 primary_transitions,
                 primary_timed_out,
@@ -315,7 +314,7 @@ impl Shared {
                 NodeRead::Failed => false,
             });
             return match absent {
-                true => Ok(resolved(shaped(&caller, miss()))),
+                true => Ok(resolved(shaped(&caller, status_reply(MetaStatus::Miss)))),
                 false => Err(asked
                     .into_iter()
                     .find_map(|a| a.error)
@@ -923,55 +922,4 @@ pub(super) async fn undo_overtaken_adds(
         member.call(Command::MetaDelete(delete))
     });
     futures_util::future::join_all(undo).await;
-}
-
-/// The write that repairs a node: an add where it missed (never clobbers a
-/// newer write), a CAS-guarded set where it held another copy.
-/// `exptime` is in memcached's units (0 never, seconds up to 30 days, a Unix time beyond).
-pub(super) fn repair_command(
-    caller: &MetaGet,
-    best: &Copy,
-    exptime: i64,
-    repair: Repair,
-) -> Command {
-    let mut set = MetaSet::new(caller.key.clone(), best.value.clone());
-    set.client_flags = Some(best.flags);
-    set.ttl = Some(exptime);
-    set.return_cas = true;
-    match repair {
-        Repair::Add => set.mode = SetMode::Add,
-        Repair::Overwrite { cas } => set.compare_cas = Some(cas),
-        Repair::Delete { .. } => unreachable!("a delete is not a set"),
-    }
-    Command::MetaSet(set)
-}
-
-fn miss() -> Reply {
-    Reply::Meta(MetaReply {
-        status: MetaStatus::Miss,
-        value: None,
-        flags: MetaFlags::default(),
-    })
-}
-
-/// Gives the caller the reply its own `mg` would have had: the replication
-/// layer always asks for value, flags, TTL and CAS, the caller maybe not.
-pub(super) fn shaped(caller: &MetaGet, reply: Reply) -> Reply {
-    let Reply::Meta(mut meta) = reply else {
-        return reply;
-    };
-    if !caller.value && meta.status == MetaStatus::Value {
-        meta.status = MetaStatus::Stored;
-        meta.value = None;
-    }
-    if !caller.client_flags {
-        meta.flags.client_flags = None;
-    }
-    if !caller.ttl {
-        meta.flags.ttl = None;
-    }
-    if !caller.cas {
-        meta.flags.cas = None;
-    }
-    Reply::Meta(meta)
 }

@@ -4,13 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use memha_health::NodeState;
-use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaReply, MetaStatus, Reply};
+use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaStatus, Reply};
 
 use super::counters::Event;
 use super::fanout::{self, Gathered};
 use super::members::Member;
 use super::placement::{Placement, WriteTargets};
-use super::read::{asked_of, shaped, Asked};
+use super::read::{asked_of, Asked};
+use super::reply::{shaped, status_reply};
 use super::resolve;
 use super::stale::{self, Marked};
 use super::Shared;
@@ -59,7 +60,7 @@ impl Shared {
             trusted.contains(&member.addr)
                 && matches!(answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored)
         });
-        Ok(meta_status(if deleted {
+        Ok(status_reply(if deleted {
             MetaStatus::Stored
         } else {
             MetaStatus::NotFound
@@ -147,7 +148,7 @@ impl Shared {
                 Box::pin(self.repair(&caller, &asked, None, &resolution.repairs, None, "touch"))
                     .await;
             }
-            return Ok(shaped(&caller, meta_status(MetaStatus::Miss)));
+            return Ok(shaped(&caller, status_reply(MetaStatus::Miss)));
         };
         let mut answer = asked[winner].reply.take().expect("a hit has a reply");
         if !resolution.repairs.is_empty() {
@@ -422,12 +423,4 @@ fn readable_now(targets: &[&Arc<Member>]) -> Vec<std::net::SocketAddr> {
         .filter(|m| m.state().is_readable())
         .map(|m| m.addr)
         .collect()
-}
-
-pub(super) fn meta_status(status: MetaStatus) -> Reply {
-    Reply::Meta(MetaReply {
-        status,
-        value: None,
-        flags: Default::default(),
-    })
 }
