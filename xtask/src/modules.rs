@@ -6,9 +6,9 @@
 //! reverse).
 //!
 //! The scan reads source text: every `crate::`, `super::` and `self::`
-//! path outside comments and `#[cfg(test)] mod tests`, grouped imports
-//! (`use super::{a, b}`) included, resolved to the deepest module that
-//! exists.
+//! path outside comments and test modules (an inline `#[cfg(test)] mod
+//! tests { .. }` and files named `tests.rs`), grouped imports (`use
+//! super::{a, b}`) included, resolved to the deepest module that exists.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -56,6 +56,8 @@ fn show(module: &Module) -> String {
 fn imports(src: &Path) -> Result<BTreeMap<Module, BTreeSet<Module>>, String> {
     let mut files = Vec::new();
     collect_rs(src, &mut files)?;
+    // Test modules kept in files of their own (`tests.rs`) are tests too.
+    files.retain(|f| f.file_name().map_or(true, |name| name != "tests.rs"));
     let modules: BTreeMap<Module, &PathBuf> =
         files.iter().map(|f| (module_of(src, f), f)).collect();
     let mut graph: BTreeMap<Module, BTreeSet<Module>> = BTreeMap::new();
@@ -105,7 +107,7 @@ fn module_of(src: &Path, file: &Path) -> Module {
 
 /// The source without comments and without its `#[cfg(test)] mod tests`.
 fn code_of(text: &str) -> String {
-    let text = match text.find("#[cfg(test)]\nmod tests") {
+    let text = match text.find("#[cfg(test)]\nmod tests {") {
         Some(end) => &text[..end],
         None => text,
     };

@@ -12,8 +12,6 @@ use memha_client::{Client, ErrorKind, HealthConfig, NodeState, ReplicationConfig
 use memha_tests::{raw_roundtrip, FaultProxy, MemcachedCluster, ProxyMode};
 
 const TIMEOUT: Duration = Duration::from_millis(300);
-/// See [`Peer::start_adder`].
-const ADDER_TIMEOUT: Duration = Duration::from_secs(1);
 const WAIT: Duration = Duration::from_secs(10);
 const KEYS: usize = 100;
 
@@ -33,25 +31,9 @@ impl Peer {
         health: HealthConfig,
         replication: ReplicationConfig,
     ) -> Peer {
-        Peer::start_timed(cluster, health, replication, TIMEOUT).await
-    }
-
-    /// An adder whose round trips the test slows to 200 ms: a coordinated
-    /// operation gives each of its requests at least half a timeout.
-    async fn start_adder(cluster: &MemcachedCluster) -> Peer {
-        let replication = ReplicationConfig::default();
-        Peer::start_timed(cluster, fast_health(), replication, ADDER_TIMEOUT).await
-    }
-
-    async fn start_timed(
-        cluster: &MemcachedCluster,
-        health: HealthConfig,
-        replication: ReplicationConfig,
-        timeout: Duration,
-    ) -> Peer {
         let proxies = FaultProxy::in_front_of(cluster.addrs()).expect("proxies");
         let mut builder = Client::builder()
-            .timeout(timeout)
+            .timeout(TIMEOUT)
             .health(health)
             .replication(replication);
         for (i, proxy) in proxies.iter().enumerate() {
@@ -470,13 +452,13 @@ async fn a_set_landing_late_behind_a_delete_does_not_bring_the_key_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_add_overtaken_on_its_primary_copies_nothing_over_a_later_delete() {
     let cluster = MemcachedCluster::start(3).unwrap();
-    let adder = Peer::start_adder(&cluster).await;
+    let adder = Peer::start(&cluster, fast_health()).await;
     let addrs = cluster.addrs();
     let raw = |addr, request: String| {
         raw_roundtrip(addr, request.as_bytes(), b"\r\n", WAIT).expect("raw command")
     };
     // 100 ms each way: 200 ms between the add landing on the primary and
-    // the adder's read of it.
+    // the adder's read of it, within the 300 ms timeout.
     adder.set_modes(ProxyMode::Delay(Duration::from_millis(100)));
     let key = "overtaken-add";
     let add = adder.spawn_add(key);
@@ -510,7 +492,7 @@ async fn an_add_overtaken_on_its_primary_copies_nothing_over_a_later_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_add_over_a_tombstone_other_clients_keep_deleting_is_stored() {
     let cluster = MemcachedCluster::start(3).unwrap();
-    let adder = Peer::start_adder(&cluster).await;
+    let adder = Peer::start(&cluster, fast_health()).await;
     let deleter = Peer::start(&cluster, fast_health()).await;
     let key = "contested-add";
     deleter.client.set(key, "old").await.unwrap();
@@ -520,7 +502,7 @@ async fn an_add_over_a_tombstone_other_clients_keep_deleting_is_stored() {
     );
     let primary = adder.primary_of(key);
     // 100 ms each way: 200 ms between the adder's look at the primary and
-    // its next command landing there.
+    // its next command landing there, within the 300 ms timeout.
     adder.set_modes(ProxyMode::Delay(Duration::from_millis(100)));
     adder.proxies[primary].capture(true);
     let add = adder.spawn_add(key);
@@ -621,10 +603,10 @@ async fn a_repair_overtaken_by_a_set_leaves_no_old_copy_to_win() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_add_whose_primary_copy_a_cleanup_removed_still_reaches_the_others() {
     let cluster = MemcachedCluster::start(3).unwrap();
-    let adder = Peer::start_adder(&cluster).await;
+    let adder = Peer::start(&cluster, fast_health()).await;
     let addrs = cluster.addrs();
     // 100 ms each way: 200 ms between the add landing on the primary and
-    // the adder's read of it.
+    // the adder's read of it, within the 300 ms timeout.
     adder.set_modes(ProxyMode::Delay(Duration::from_millis(100)));
     let key = "cleaned-add";
     let add = adder.spawn_add(key);
@@ -660,7 +642,7 @@ async fn an_add_whose_primary_copy_a_cleanup_removed_still_reaches_the_others() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_add_whose_primary_froze_after_storing_it_still_reaches_the_others() {
     let cluster = MemcachedCluster::start(3).unwrap();
-    let adder = Peer::start_adder(&cluster).await;
+    let adder = Peer::start(&cluster, fast_health()).await;
     let key = "frozen-after-add";
     let primary = adder.primary_of(key);
     // 100 ms on the way through every proxy, so the adder's read of the

@@ -826,8 +826,8 @@ async fn a_frozen_node_holds_no_hit_up_for_its_timeout() {
 }
 
 /// A coordinated operation whose primary froze fails over within one node
-/// timeout, its priming read included: the primary is given up on a tenth
-/// of the timeout before the end, taken Down, and the next node in rank is
+/// timeout, its priming read included: the primary is given up on after
+/// nine tenths of the timeout, taken Down, and the next node in rank is
 /// primed and decides. (Before, the priming read waited the whole timeout,
 /// one timeout did not take the primary Down, and the decision waited a
 /// second one on it: about twice the timeout.)
@@ -851,9 +851,18 @@ async fn an_add_whose_primary_froze_fails_over_within_one_timeout() {
     let started = Instant::now();
     let added = client.add(key.as_str(), "v").await;
     let took = started.elapsed();
+    let state = client.cluster().unwrap().health().state(addrs[0]);
     cluster.node(0).resume().unwrap();
+    assert_eq!(
+        state,
+        Some(NodeState::Down),
+        "the frozen primary is taken Down"
+    );
     assert_eq!(added.unwrap(), StoreOutcome::Stored, "{key}");
     assert!(took < LONG, "the add took {took:?}");
+    // It waited for the frozen primary nine tenths of the timeout, then
+    // took it Down (not the probes: they wait the whole timeout).
+    assert!(took >= LONG * 9 / 10, "the add took {took:?}");
     for addr in &addrs[1..] {
         assert!(live_on(*addr, &key), "{key} missing on {addr}");
     }

@@ -163,7 +163,10 @@ impl NodeCall {
                 self.route.record(Observation::Timeout);
                 error.with_detail(format!("no answer within {timeout:?}"))
             }
-            _ => error.with_detail(format!("no room in the connection within {timeout:?}")),
+            // Never sent: unsent, so nothing takes it for the node's fault.
+            _ => error
+                .with_unsent(true)
+                .with_detail(format!("no room in the connection within {timeout:?}")),
         }
     }
 

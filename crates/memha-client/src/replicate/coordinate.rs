@@ -9,7 +9,6 @@ use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::fanout::Deadline;
 use super::members::Member;
 use super::placement::Placement;
 use super::Shared;
@@ -48,41 +47,20 @@ impl KeyLocks {
     }
 }
 
-/// The deadline of one coordinated operation: one node timeout from its
-/// call, the wait for the key's lock included (though each request gets
-/// at least half a timeout, see [`Deadline`]). The first primary is
-/// waited for until a tenth of it is left, kept for failing over to the
-/// next node in rank (priming it and deciding there take a round trip
-/// each), so a frozen primary costs the caller less than one timeout.
-#[derive(Debug, Clone, Copy)]
-struct Budget {
-    end: Instant,
-    timeout: Duration,
-}
-
-impl Budget {
-    fn new(timeout: Duration) -> Self {
-        Budget {
-            end: Instant::now() + timeout,
-            timeout,
-        }
-    }
-
-    /// The deadline of the requests of a try: the first keeps the reserve.
-    fn deadline(&self, failed_over: bool) -> Deadline {
-        let reserve = if failed_over {
-            Duration::ZERO
-        } else {
-            self.timeout / 10
-        };
-        Deadline::new(self.end - reserve, self.timeout / 2)
-    }
-}
-
 impl Shared {
+    /// How long a coordinated operation waits for each of its requests:
+    /// nine tenths of the node timeout. A primary that leaves one
+    /// unanswered is taken Down and the next node in rank decides, so a
+    /// primary that froze before the operation, or between two of its
+    /// requests, costs it less than one timeout (the tenth left is the
+    /// failover's: a priming read and a decision on a healthy node).
+    fn coordinated_wait(&self) -> Duration {
+        self.node_timeout - self.node_timeout / 10
+    }
+
     /// The primary decides `command`; what it then holds is written to the others.
     pub(super) async fn coordinated(&self, key: Key, command: Command) -> Result<Reply, Error> {
-        let budget = Budget::new(self.node_timeout);
+        let wait = self.coordinated_wait();
         // Two timeouts: the operation holding the lock may itself take
         // over one (a node failing in its propagation).
         let lock_wait = Instant::now() + 2 * self.node_timeout;
@@ -94,12 +72,11 @@ impl Shared {
         // next node in rank becomes the primary: decide there instead, once.
         let mut failed_over = false;
         loop {
-            let primed = self.primed_primary(&key, is_add, budget.deadline(failed_over));
+            let primed = self.primed_primary(&key, is_add, wait);
             let Some((members, primary)) = primed.await? else {
                 return Ok(super::reply::status_reply(MetaStatus::NotStored));
             };
-            let until = budget.deadline(failed_over);
-            let reply = match self.decide(&key, &command, &primary, is_add, until).await {
+            let reply = match self.decide(&key, &command, &primary, is_add, wait).await {
                 Ok(reply) => reply,
                 // Only once it is out of reads: else the next priming read
                 // could find what it applied, and take it for another's. A
@@ -119,8 +96,7 @@ impl Shared {
                     Command::MetaSet(set) if is_add => Some(set),
                     _ => None,
                 };
-                let deadline = budget.deadline(failed_over);
-                self.propagate(&key, &primary, &placement, add, deadline)
+                self.propagate(&key, &primary, &placement, add, wait)
                     .await?;
             }
             return Ok(reply);
@@ -131,18 +107,18 @@ impl Shared {
     /// the members and the primary (`None`: an `add` to refuse without
     /// writing, as the key exists). A node turning Up meanwhile may become
     /// the primary: prime again (at most [`PRIMING_ATTEMPTS`] in all), so
-    /// the node that decides is the one primed. A primary silent until its share of the budget has passed
-    /// is taken Down, as one that fails to answer the decision would be:
-    /// the next in rank is primed instead, with the reserve.
+    /// the node that decides is the one primed. A primary that leaves the
+    /// priming read unanswered for `wait` is taken Down, as one that fails
+    /// to answer the decision would be: the next in rank is primed instead.
     async fn primed_primary(
         &self,
         key: &Key,
         is_add: bool,
-        deadline: Deadline,
+        wait: Duration,
     ) -> Result<Option<(Members, Arc<Member>)>, Error> {
         let mut attempts = 0;
         loop {
-            let primed = self.prime(key, is_add, deadline).await?;
+            let primed = self.prime(key, is_add, wait).await?;
             if primed.exists {
                 return Ok(None);
             }
@@ -184,7 +160,7 @@ impl Shared {
         command: &Command,
         primary: &Arc<Member>,
         is_add: bool,
-        until: Deadline,
+        wait: Duration,
     ) -> Result<Reply, Error> {
         let failed = |error: Error| {
             if !error.is_unsent() {
@@ -196,7 +172,7 @@ impl Shared {
         let mut attempts = 0;
         loop {
             let reply = primary
-                .call_until(command.clone(), until.for_request())
+                .call_within(command.clone(), wait)
                 .await
                 .map_err(failed)?;
             // An add refused by a tombstone (a delete that landed after the
@@ -253,7 +229,7 @@ impl Shared {
         primary: &Arc<Member>,
         placement: &Placement<'_>,
         add: Option<&MetaSet>,
-        deadline: Deadline,
+        wait: Duration,
     ) -> Result<(), Error> {
         let mut targets = placement.writable_and_absent(key);
         let primary_target = targets
@@ -269,7 +245,7 @@ impl Shared {
         let mut primary_holds = true;
         let mut primary_cas = None;
         let read_back = MetaGet::full(key.clone()).into();
-        let copy = match primary.call_until(read_back, deadline.for_request()).await {
+        let copy = match primary.call_within(read_back, wait).await {
             Ok(Reply::Meta(meta)) if meta.status == MetaStatus::Value && !meta.flags.stale => {
                 primary_cas = meta.flags.cas;
                 let value = meta.value.unwrap_or_default();

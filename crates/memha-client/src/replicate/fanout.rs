@@ -16,28 +16,6 @@ use super::members::Member;
 use crate::error::Error;
 use crate::node::call::NodeCall;
 
-/// When a coordinated operation's node requests give up: at `at`, but
-/// never less than `least` (half a timeout) after each is sent. A node
-/// slower than that to answer is taken for a frozen one; a merely slow one
-/// is not cut short because its operation began long ago (behind the
-/// key's lock, or after slow rounds).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Deadline {
-    at: Instant,
-    least: Duration,
-}
-
-impl Deadline {
-    pub(crate) fn new(at: Instant, least: Duration) -> Self {
-        Deadline { at, least }
-    }
-
-    /// When a request sent now gives up.
-    pub(crate) fn for_request(self) -> Instant {
-        self.at.max(Instant::now() + self.least)
-    }
-}
-
 /// Calls on several nodes at once under one deadline: one timer for them
 /// all. Each call is tagged with its node.
 ///

@@ -121,14 +121,14 @@ impl Member {
         self.service.send(command, self.timeout).await
     }
 
-    /// [`call`](Self::call), giving up at `until` if that comes first.
-    pub(crate) async fn call_until(
+    /// [`call`](Self::call), giving up after `wait` if that is shorter
+    /// than the timeout.
+    pub(crate) async fn call_within(
         &self,
         command: Command,
-        until: tokio::time::Instant,
+        wait: Duration,
     ) -> Result<Reply, Error> {
-        let left = until.saturating_duration_since(tokio::time::Instant::now());
-        self.service.send(command, left.min(self.timeout)).await
+        self.service.send(command, wait.min(self.timeout)).await
     }
 
     /// One request on the node, for the caller to bound: a fan-out bounds

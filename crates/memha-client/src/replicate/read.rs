@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::counters::Event;
-use super::fanout::{recheck, Calls, Deadline, Order, Step, Stragglers, Watched};
+use super::fanout::{recheck, Calls, Order, Step, Stragglers, Watched};
 use super::members::Member;
 use super::placement::Placement;
 use super::reply::{repair_command, shaped, status_reply};
@@ -116,9 +116,9 @@ impl Shared {
 
     /// A read, and what it saw of the key's primary.
     ///
-    /// A read that primes a coordinated operation (`prime_until`) does not
+    /// A read that primes a coordinated operation (`prime_wait`) does not
     /// hedge: the primary it primes must answer (it decides next anyway);
-    /// it gives up on silent nodes at that instant. A first
+    /// it gives up on nodes silent that long. A first
     /// pass never overwrites a live copy that is not known to be stale
     /// (it may be a write on its way): it reports it (`recheck`) for a
     /// [`Pass::Recheck`] after [`RECHECK_AFTER`].
@@ -126,10 +126,10 @@ impl Shared {
         &self,
         caller: MetaGet,
         mut first_hit: Option<oneshot::Sender<Reply>>,
-        prime_until: Option<Deadline>,
+        prime_wait: Option<Duration>,
         pass: Pass<'_>,
     ) -> Result<ResolvedRead, Error> {
-        let hedge = prime_until.is_none();
+        let hedge = prime_wait.is_none();
         let members = self.members.snapshot();
         let mut up = Placement::of(&members, caller.key.as_bytes()).into_readable();
         let Some(&primary) = up.first() else {
@@ -161,7 +161,7 @@ impl Shared {
             nodes: members.len(),
             catch_up_window: self.config.catch_up_window,
             hedge,
-            until: prime_until,
+            wait: prime_wait,
         };
         let mut asked = self
             .ask(first, &mut spares, &command, &mut first_hit, round)
@@ -171,7 +171,7 @@ impl Shared {
             .find(|a| Arc::ptr_eq(a.member, primary))
             .and_then(|a| a.error.as_ref())
             .is_some_and(|error| error.is_timeout() && !error.is_unsent());
-        if primary_timed_out && prime_until.is_some() {
+        if primary_timed_out && prime_wait.is_some() {
             // Its operation fails over, and reads the key again there.
             return Ok(ResolvedRead {
                 reply: shaped(&caller, status_reply(MetaStatus::Miss)),
@@ -448,17 +448,15 @@ impl Shared {
         first_hit: &mut Option<oneshot::Sender<Reply>>,
         round: Round<'_, 'a>,
     ) -> Vec<Asked<'a>> {
-        let until = round
-            .until
-            .map_or_else(|| Instant::now() + self.node_timeout, Deadline::for_request);
-        let mut deadline = pin!(tokio::time::sleep_until(until));
+        let timeout = round.wait.unwrap_or(self.node_timeout);
+        let mut deadline = pin!(tokio::time::sleep(timeout));
         let deadline_at = deadline.deadline();
         // Every answer is awaited, unless a first hit is to be forwarded.
         let order = match first_hit {
             Some(_) => Order::Arrival,
             None => Order::Sent,
         };
-        let mut calls = Calls::new(deadline.as_mut(), self.node_timeout, order);
+        let mut calls = Calls::new(deadline.as_mut(), timeout, order);
         for &member in nodes {
             calls.push(member, member.start(command.clone()));
         }
@@ -573,9 +571,9 @@ struct Round<'p, 'a> {
     /// a read that primes a coordinated operation: the primary it primes
     /// must answer, it decides next).
     hedge: bool,
-    /// When the round gives up on silent nodes (`None`: one node timeout
-    /// after it began): a priming read's share of its operation's budget.
-    until: Option<Deadline>,
+    /// How long the round waits for silent nodes (`None`: one node
+    /// timeout): a priming read's is its operation's wait per request.
+    wait: Option<Duration>,
 }
 
 /// What a round does about the nodes still silent.
@@ -747,18 +745,18 @@ impl Shared {
     /// copy): the key exists for now, and the add is refused without
     /// writing (`Primed::exists`).
     ///
-    /// Nodes still silent at `until` are given up on. A primary among them
+    /// Nodes silent for `wait` are given up on. A primary among them
     /// ends the read there (`Primed::primary_silent`): its operation takes
     /// it Down and primes the next node in rank.
     pub(super) async fn prime(
         &self,
         key: &memha_proto::Key,
         for_add: bool,
-        until: Deadline,
+        wait: Duration,
     ) -> Result<Primed, Error> {
         let caller = MetaGet::full(key.clone());
         let read = self
-            .read_resolved(caller.clone(), None, Some(until), Pass::First)
+            .read_resolved(caller.clone(), None, Some(wait), Pass::First)
             .await?;
         // A live copy was read during the call: an add is refused at once.
         // Asking the primary instead could find it emptied by a restart
@@ -805,7 +803,7 @@ impl Shared {
             }
             _ => return Ok(primed),
         };
-        if let Ok(Reply::Meta(meta)) = primary.call_until(command, until.for_request()).await {
+        if let Ok(Reply::Meta(meta)) = primary.call_within(command, wait).await {
             if meta.status == MetaStatus::Stored {
                 self.counters.record(Event::Repaired {
                     node: &primary.id,
