@@ -53,9 +53,24 @@ async fn a_user_layer_error_becomes_other() {
     assert_eq!(err.node(), Some(cluster.node(0).addr()));
 }
 
+/// The scripted server of a read lost with its connection: the first
+/// connection reads the `mg k` and dies without answering; the second
+/// answers it (`ok`, flags 1). Returns the second, kept open.
+async fn answer_on_the_second_connection(
+    mut accepted: tokio::sync::mpsc::UnboundedReceiver<tokio::net::TcpStream>,
+) -> tokio::net::TcpStream {
+    let mut first = next_connection(&mut accepted).await;
+    read_lines(&mut first, 1).await;
+    drop(first);
+    let mut second = next_connection(&mut accepted).await;
+    assert_eq!(read_lines(&mut second, 1).await, "mg k v f t\r\n");
+    second.write_all(b"VA 2 f1 t-1\r\nok\r\n").await.unwrap();
+    second
+}
+
 #[tokio::test]
 async fn a_read_lost_with_its_connection_is_retried_on_a_new_one() {
-    let (addr, mut accepted) = fake_server().await;
+    let (addr, accepted) = fake_server().await;
     let client = Client::builder()
         .node(addr)
         .retry(RetryPolicy::new(2))
@@ -63,16 +78,7 @@ async fn a_read_lost_with_its_connection_is_retried_on_a_new_one() {
         .connection(ConnectionConfig::default().reply_tokens(false))
         .build_single_node()
         .unwrap();
-    let server = tokio::spawn(async move {
-        // The first connection reads the request and dies without answering.
-        let mut first = next_connection(&mut accepted).await;
-        read_lines(&mut first, 1).await;
-        drop(first);
-        let mut second = next_connection(&mut accepted).await;
-        assert_eq!(read_lines(&mut second, 1).await, "mg k v f t\r\n");
-        second.write_all(b"VA 2 f1 t-1\r\nok\r\n").await.unwrap();
-        second
-    });
+    let server = tokio::spawn(answer_on_the_second_connection(accepted));
     let item = client
         .get("k")
         .await
@@ -200,7 +206,7 @@ where
 #[tokio::test]
 async fn a_user_written_retry_layer_replaces_the_stack_s() {
     for with_layer in [true, false] {
-        let (addr, mut accepted) = fake_server().await;
+        let (addr, accepted) = fake_server().await;
         let retry = RetryReadsOnce::default();
         let builder = Client::builder()
             .node(addr)
@@ -211,15 +217,7 @@ async fn a_user_written_retry_layer_replaces_the_stack_s() {
             true => builder.layer(retry.clone()).build_single_node().unwrap(),
             false => builder.build_single_node().unwrap(),
         };
-        let server = tokio::spawn(async move {
-            let mut first = next_connection(&mut accepted).await;
-            read_lines(&mut first, 1).await;
-            drop(first);
-            let mut second = next_connection(&mut accepted).await;
-            assert_eq!(read_lines(&mut second, 1).await, "mg k v f t\r\n");
-            second.write_all(b"VA 2 f1 t-1\r\nok\r\n").await.unwrap();
-            second
-        });
+        let server = tokio::spawn(answer_on_the_second_connection(accepted));
         let answer = client.get("k").await;
         if with_layer {
             let item = answer.unwrap().expect("answered by the user's retry");
