@@ -168,7 +168,7 @@ impl fmt::Display for Transition {
 
 /// What one exchange with a node says about its health.
 ///
-/// [`Health`](crate::Health) classifies each result with [`ClassifyOutcome`];
+/// [`Health`](crate::Health) classifies each result with [`ClassifyOutcome`](crate::ClassifyOutcome);
 /// [`NodeHealth::record`](crate::NodeHealth::record) feeds one in directly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
