@@ -281,21 +281,54 @@ async fn memha_sequential(client: &Client, keys: &[String], gets: usize) -> Vec<
 }
 
 async fn memha_mixed(client: &Client, keys: Arc<Vec<String>>, stop: Arc<AtomicBool>) -> u64 {
+    let driver = MemhaDriver {
+        client: client.clone(),
+        keys,
+    };
+    mixed(driver, stop).await
+}
+
+/// A client the mixed workload drives, its keys by index into the
+/// preloaded set (each client in the form it takes them).
+trait Driver: Clone + Send + Sync + 'static {
+    fn get(&self, key: usize, turn: usize) -> impl std::future::Future<Output = ()> + Send + '_;
+    fn set(&self, key: usize, value: Bytes) -> impl std::future::Future<Output = ()> + Send + '_;
+}
+
+#[derive(Clone)]
+struct MemhaDriver {
+    client: Client,
+    keys: Arc<Vec<String>>,
+}
+
+impl Driver for MemhaDriver {
+    async fn get(&self, key: usize, _turn: usize) {
+        self.client.get(&self.keys[key]).await.expect("get");
+    }
+
+    async fn set(&self, key: usize, value: Bytes) {
+        self.client.set(&self.keys[key], value).await.expect("set");
+    }
+}
+
+/// The mixed workload: `TASKS` tasks, 90% get / 10% set over the `KEYS`
+/// preloaded keys, until `stop`; the operations done.
+async fn mixed(driver: impl Driver, stop: Arc<AtomicBool>) -> u64 {
     let ops = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for task in 0..TASKS {
-        let (client, keys, stop, ops) = (client.clone(), keys.clone(), stop.clone(), ops.clone());
+        let (driver, stop, ops) = (driver.clone(), stop.clone(), ops.clone());
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng::new(7, task as u64);
             let value = value();
             let mut done = 0;
             while !stop.load(Ordering::Relaxed) {
                 let r = rng.next_u64();
-                let key = &keys[r as usize % KEYS];
+                let key = r as usize % KEYS;
                 if r % 10 == 0 {
-                    client.set(key, value.clone()).await.expect("set");
+                    driver.set(key, value.clone()).await;
                 } else {
-                    client.get(key).await.expect("get");
+                    driver.get(key, done as usize).await;
                 }
                 done += 1;
             }
@@ -548,31 +581,23 @@ async fn raw_sequential(raw: Raw, keys: &[String], gets: usize) -> Vec<Duration>
 
 async fn raw_mixed(raw: Raw, keys: Arc<Vec<String>>, stop: Arc<AtomicBool>) -> u64 {
     let keys = raw_keys(&keys);
-    let ops = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for task in 0..TASKS {
-        let (raw, keys, stop, ops) = (raw.clone(), keys.clone(), stop.clone(), ops.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut rng = Rng::new(7, task as u64);
-            let value = value();
-            let mut done = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let r = rng.next_u64();
-                let key = &keys[r as usize % KEYS];
-                if r % 10 == 0 {
-                    raw.set(key, value.clone()).await;
-                } else {
-                    raw.get(key, done as usize).await;
-                }
-                done += 1;
-            }
-            ops.fetch_add(done, Ordering::Relaxed);
-        }));
+    mixed(RawDriver { raw, keys }, stop).await
+}
+
+#[derive(Clone)]
+struct RawDriver {
+    raw: Raw,
+    keys: Arc<Vec<memha_proto::Key>>,
+}
+
+impl Driver for RawDriver {
+    async fn get(&self, key: usize, turn: usize) {
+        self.raw.get(&self.keys[key], turn).await;
     }
-    for task in tasks {
-        task.await.expect("task");
+
+    async fn set(&self, key: usize, value: Bytes) {
+        self.raw.set(&self.keys[key], value).await;
     }
-    ops.load(Ordering::Relaxed)
 }
 
 // ---- the run ----
