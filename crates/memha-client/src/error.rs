@@ -149,7 +149,9 @@ impl Error {
                 let len = usize::try_from(*len).unwrap_or(usize::MAX);
                 Error::new(ErrorKind::ValueTooLarge { len, max: *max }).with_source(err)
             }
-            memha_proto::ErrorKind::NoKeys => Error::new(ErrorKind::Unsupported).with_source(err),
+            memha_proto::ErrorKind::NoKeys | memha_proto::ErrorKind::Unanswerable => {
+                Error::new(ErrorKind::Unsupported).with_source(err)
+            }
             _ => Error::new(ErrorKind::Protocol).with_source(err),
         }
     }

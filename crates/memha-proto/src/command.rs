@@ -406,6 +406,28 @@ impl Command {
         }
     }
 
+    /// The opaque token field (`O`) of a meta data command, which its reply
+    /// echoes; `None` for commands that carry no token (`mn` and the
+    /// classic commands).
+    ///
+    /// ```
+    /// use memha_proto::{Command, Key, MetaGet};
+    ///
+    /// let mut get = Command::MetaGet(MetaGet::new(Key::new("k").unwrap()));
+    /// *get.opaque_mut().unwrap() = Some(9);
+    /// assert!(matches!(get, Command::MetaGet(MetaGet { opaque: Some(9), .. })));
+    /// assert!(Command::Version.opaque_mut().is_none());
+    /// ```
+    pub fn opaque_mut(&mut self) -> Option<&mut Option<u32>> {
+        match self {
+            Command::MetaGet(c) => Some(&mut c.opaque),
+            Command::MetaSet(c) => Some(&mut c.opaque),
+            Command::MetaDelete(c) => Some(&mut c.opaque),
+            Command::MetaArithmetic(c) => Some(&mut c.opaque),
+            _ => None,
+        }
+    }
+
     /// What the command does, named after the operation a client offers
     /// for it (`get`, `gets`, `get_and_touch`, `touch`, `set`, `add`,
     /// `replace`, `append`, `prepend`, `cas`, `delete`, `increment`,

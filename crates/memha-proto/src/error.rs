@@ -68,6 +68,10 @@ pub enum ErrorKind {
     },
     /// A retrieval command named no key.
     NoKeys,
+    /// A command the server may leave unanswered (`noreply`, or a quiet
+    /// meta command), refused by a [`Pipeline`](crate::Pipeline): replies
+    /// are matched to requests in order. Nothing was encoded.
+    Unanswerable,
     /// The reply's framing is corrupt: the stream cannot be trusted any more.
     Malformed,
     /// The reply is well formed but does not answer the command it was matched with.
@@ -146,6 +150,9 @@ impl Error {
                 format!("reply has more than the {max} items the request allows")
             }
             ErrorKind::NoKeys => "a retrieval needs at least one key".to_owned(),
+            ErrorKind::Unanswerable => {
+                "a quiet or noreply command cannot be matched to a reply".to_owned()
+            }
             ErrorKind::Malformed => "malformed reply".to_owned(),
             ErrorKind::UnexpectedReply => "reply does not answer the command sent".to_owned(),
             ErrorKind::InvalidClusterConfig => "invalid cluster configuration".to_owned(),

@@ -10,6 +10,9 @@
 //!   comes next; values are sliced from the read buffer without a copy, every
 //!   server outcome (`NS`, `NOT_STORED`, `SERVER_ERROR` ...) is a [`Reply`],
 //!   and a hostile server can never make it allocate past [`Limits`];
+//! - [`Pipeline`], which matches the replies of a pipelined stream to its
+//!   requests: opaque tokens checked, unsolicited bytes refused, and after a
+//!   failure which requests surely never left;
 //! - [`ClusterConfig`], the ElastiCache `config get cluster` payload;
 //! - with the `codec` feature, a `tokio_util::codec` implementation.
 //!
@@ -57,6 +60,7 @@ mod command;
 mod decode;
 mod error;
 mod key;
+mod pipeline;
 mod reply;
 
 pub use cluster_config::{ClusterConfig, ClusterNode};
@@ -69,6 +73,7 @@ pub use command::{
 pub use decode::ReplyDecoder;
 pub use error::{Error, ErrorKind, KeyRule};
 pub use key::Key;
+pub use pipeline::Pipeline;
 pub use reply::{
     MetaFlags, MetaReply, MetaStatus, Reply, ReplyKind, ServerError, ServerErrorKind, Stat, Value,
 };

@@ -1,12 +1,12 @@
 //! The state one node connection shares between its handles and its tasks.
 //!
-//! Requests are encoded into one output buffer and queued, in the same
-//! critical section, so the order of the queue is the order of the bytes on
-//! the wire and replies can be matched first in, first out. The reader task
-//! takes the whole queue at once when it runs out of requests to match, so
-//! the lock is taken once per batch of replies, not once per reply.
+//! Requests are submitted to one [`Pipeline`] and encoded into one output
+//! buffer in the same critical section, so the pipeline's order is the
+//! order of the bytes on the wire and replies are matched first in, first
+//! out. The reader task moves every submitted request into its own
+//! pipeline at once when it runs out of requests to match, so the lock is
+//! taken once per batch of replies, not once per reply.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use memha_proto::{Command, Limits, Reply, ReplyDecoder, ReplyKind};
+use memha_proto::{Command, Pipeline, Reply};
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, Notify, Semaphore};
 
@@ -55,10 +55,9 @@ struct State {
     connect_failures: u32,
     /// Encoded requests not yet handed to the socket.
     out: BytesMut,
-    /// Requests whose answer the reader has not taken yet, in wire order.
-    queue: VecDeque<Pending>,
-    /// Bytes encoded since the current connection (or attempt) began.
-    encoded: u64,
+    /// Requests submitted since the current connection (or attempt) began
+    /// and not yet taken by the reader, in wire order.
+    submitted: Pipeline<ReplySender>,
     /// The writer task owns the next flush of `out`; callers must not write.
     writer_busy: bool,
     /// Requests queued since the connection was created.
@@ -140,32 +139,6 @@ impl Link {
     }
 }
 
-/// A request awaiting its answer.
-#[derive(Debug)]
-pub(super) struct Pending {
-    pub(super) kind: ReplyKind,
-    /// The opaque token a meta reply must echo: a reply that does not is no
-    /// answer to this request (a confused or hostile server), and the
-    /// connection is closed rather than handing it a stranger's value.
-    opaque: Option<u32>,
-    /// Where the request's bytes end in the connection's output.
-    end: u64,
-    reply: ReplySender,
-}
-
-impl Pending {
-    /// Hands the answer over; a caller that gave up is simply not there.
-    pub(super) fn complete(self, reply: Reply) {
-        let _ = self.reply.send(Ok(reply));
-    }
-
-    /// Fails the request, telling whether it surely never left.
-    pub(super) fn fail(self, error: &Error, committed: u64) {
-        let unsent = self.end > committed;
-        let _ = self.reply.send(Err(error.clone().with_unsent(unsent)));
-    }
-}
-
 /// A link just connected, with the halves its reader and writer tasks take.
 pub(super) struct Started {
     pub(super) link: Arc<Link>,
@@ -175,6 +148,7 @@ pub(super) struct Started {
 
 impl Shared {
     pub(super) fn new(addr: SocketAddr, config: ConnectionConfig) -> Self {
+        let submitted = Pipeline::new(config.limits).tokens(config.reply_tokens);
         Shared {
             addr,
             window: Arc::new(Semaphore::new(config.max_in_flight)),
@@ -184,8 +158,7 @@ impl Shared {
                 link: LinkState::Idle,
                 connect_failures: 0,
                 out: BytesMut::new(),
-                queue: VecDeque::new(),
-                encoded: 0,
+                submitted,
                 writer_busy: false,
                 requests: 0,
             }),
@@ -258,7 +231,6 @@ impl Shared {
         command: &mut Command,
         connect: &mut Option<Handle>,
     ) -> Result<ReplyReceiver, Error> {
-        let kind = reply_kind(command).map_err(|err| err.with_node(self.addr))?;
         let mut guard = self.lock();
         let state = &mut *guard;
         let must_connect = match &state.link {
@@ -273,41 +245,19 @@ impl Shared {
             LinkState::Idle | LinkState::Backoff { .. } => true,
             LinkState::Connecting | LinkState::Connected(_) => false,
         };
-        let before = state.out.len();
-        let limits = &self.config.limits;
-        let tagged = match self.config.reply_tokens {
-            true => encode_tagged(command, state.requests as u32, &mut state.out, limits),
+        let runtime = match must_connect {
+            true => Some(self.runtime()?),
             false => None,
         };
-        let encoded = match tagged {
-            Some(tagged) => tagged.map(Some),
-            None => command.encode(&mut state.out, limits).map(|()| None),
-        };
-        let opaque = match encoded {
-            Ok(opaque) => opaque,
-            Err(err) => {
-                state.out.truncate(before);
-                return Err(Error::from_proto(err).with_node(self.addr));
-            }
-        };
-        // Only for a request that is sent: one refused leaves it idle.
-        if must_connect {
-            match self.start_connect(state) {
-                Ok(runtime) => *connect = Some(runtime),
-                Err(error) => {
-                    state.out.truncate(before);
-                    return Err(error);
-                }
-            }
-        }
-        state.encoded += (state.out.len() - before) as u64;
         let (reply, receiver) = oneshot::channel();
-        state.queue.push_back(Pending {
-            kind,
-            opaque,
-            end: state.encoded,
-            reply,
-        });
+        if let Err(err) = state.submitted.submit(command, &mut state.out, reply) {
+            return Err(Error::from_proto(err).with_node(self.addr));
+        }
+        // Only for a request that is sent: one refused leaves it idle.
+        if let Some(runtime) = runtime {
+            state.link = LinkState::Connecting;
+            *connect = Some(runtime);
+        }
         state.requests += 1;
         let nothing_in_flight = self.outstanding.fetch_add(1, Ordering::Relaxed) == 0;
         if nothing_in_flight {
@@ -316,7 +266,8 @@ impl Shared {
         if let LinkState::Connected(link) = &state.link {
             if !state.writer_busy {
                 if nothing_in_flight {
-                    if let Err(err) = self.write_now(link, &mut state.out, state.encoded) {
+                    let submitted = state.submitted.submitted();
+                    if let Err(err) = self.write_now(link, &mut state.out, submitted) {
                         let link = Arc::clone(link);
                         self.fail_link(state, &link, Error::io(ErrorKind::Connection, err));
                         return Ok(receiver);
@@ -349,16 +300,14 @@ impl Shared {
         }
     }
 
-    /// Marks the link Connecting and returns the runtime to connect on.
-    fn start_connect(&self, state: &mut State) -> Result<Handle, Error> {
-        let runtime = Handle::try_current().map_err(|_| {
+    /// The runtime to open the connection on.
+    fn runtime(&self) -> Result<Handle, Error> {
+        Handle::try_current().map_err(|_| {
             Error::new(ErrorKind::Closed)
                 .with_unsent(true)
                 .with_node(self.addr)
                 .with_detail("a connection needs a tokio runtime")
-        })?;
-        state.link = LinkState::Connecting;
-        Ok(runtime)
+        })
     }
 
     /// The end of a connection attempt: the new link with the halves its
@@ -407,14 +356,18 @@ impl Shared {
         }
     }
 
-    /// Moves every queued request to the reader, if `link` is still the
-    /// connection in use. Returns false when it is not.
-    pub(super) fn take_queue(&self, link: &Arc<Link>, into: &mut VecDeque<Pending>) -> bool {
+    /// Moves every submitted request into the reader's pipeline, if `link`
+    /// is still the connection in use. Returns false when it is not.
+    pub(super) fn take_submitted(
+        &self,
+        link: &Arc<Link>,
+        into: &mut Pipeline<ReplySender>,
+    ) -> bool {
         let mut state = self.lock();
         if !is_current(&state, link) {
             return false;
         }
-        std::mem::swap(&mut state.queue, into);
+        into.take_from(&mut state.submitted);
         true
     }
 
@@ -433,7 +386,7 @@ impl Shared {
         state.writer_busy = true;
         into.clear();
         std::mem::swap(&mut state.out, into);
-        link.commit(state.encoded);
+        link.commit(state.submitted.submitted());
         true
     }
 
@@ -462,12 +415,17 @@ impl Shared {
     }
 
     /// Fails the requests the reader had taken, after the link closed.
-    pub(super) fn fail_taken(&self, link: &Link, taken: &mut VecDeque<Pending>) {
-        let error = link.failure();
-        let committed = link.committed();
-        let count = taken.len();
-        for pending in taken.drain(..) {
-            pending.fail(&error, committed);
+    pub(super) fn fail_taken(&self, link: &Link, taken: &mut Pipeline<ReplySender>) {
+        self.fail_requests(taken, &link.failure(), link.committed());
+    }
+
+    /// Fails every request of `pipeline`, telling each whether it surely
+    /// never left, and gives their places in the window back.
+    fn fail_requests(&self, pipeline: &mut Pipeline<ReplySender>, error: &Error, committed: u64) {
+        let count = pipeline.len();
+        for (reply, unsent) in pipeline.fail_all(committed) {
+            // A caller that gave up is simply not there.
+            let _ = reply.send(Err(error.clone().with_unsent(unsent)));
         }
         self.outstanding.fetch_sub(count, Ordering::Relaxed);
         self.release(count);
@@ -482,14 +440,8 @@ impl Shared {
     }
 
     fn fail_queue(&self, state: &mut State, error: &Error, committed: u64) {
-        let count = state.queue.len();
-        for pending in state.queue.drain(..) {
-            pending.fail(error, committed);
-        }
-        self.outstanding.fetch_sub(count, Ordering::Relaxed);
-        self.release(count);
+        self.fail_requests(&mut state.submitted, error, committed);
         state.out.clear();
-        state.encoded = 0;
         state.writer_busy = false;
     }
 
@@ -509,148 +461,4 @@ impl Shared {
 
 fn is_current(state: &State, link: &Arc<Link>) -> bool {
     matches!(&state.link, LinkState::Connected(current) if Arc::ptr_eq(current, link))
-}
-
-/// Encodes `command` with an opaque token to echo (a caller's own token is
-/// kept and checked), and returns the token; `None`, with nothing encoded,
-/// for commands that carry none (classic ones, `mn`). The token is set in
-/// place for the encoding only: tagging a copy would clone the key and the
-/// value of every request.
-fn encode_tagged(
-    command: &mut Command,
-    token: u32,
-    out: &mut BytesMut,
-    limits: &Limits,
-) -> Option<Result<u32, memha_proto::Error>> {
-    let slot = opaque_slot(command)?;
-    let own = slot.is_some();
-    let token = *slot.get_or_insert(token);
-    let encoded = command.encode(out, limits);
-    if !own {
-        if let Some(slot) = opaque_slot(command) {
-            *slot = None;
-        }
-    }
-    Some(encoded.map(|()| token))
-}
-
-/// The opaque token field of a meta data command.
-fn opaque_slot(command: &mut Command) -> Option<&mut Option<u32>> {
-    match command {
-        Command::MetaGet(c) => Some(&mut c.opaque),
-        Command::MetaSet(c) => Some(&mut c.opaque),
-        Command::MetaDelete(c) => Some(&mut c.opaque),
-        Command::MetaArithmetic(c) => Some(&mut c.opaque),
-        _ => None,
-    }
-}
-
-/// The kind of answer `command` gets. Commands the server may leave
-/// unanswered (`noreply`, quiet meta commands) would break first-in,
-/// first-out matching, so they are refused.
-fn reply_kind(command: &Command) -> Result<ReplyKind, Error> {
-    match command.reply_kind() {
-        Some(kind) if !command.is_quiet() => Ok(kind),
-        _ => Err(Error::new(ErrorKind::Unsupported)
-            .with_detail("quiet and noreply commands cannot be matched to an answer")),
-    }
-}
-
-/// Decodes every complete reply in `input` and hands each to its request.
-/// Returns how many it handed over.
-pub(super) fn dispatch(
-    shared: &Shared,
-    link: &Arc<Link>,
-    decoder: &mut ReplyDecoder,
-    input: &mut BytesMut,
-    taken: &mut VecDeque<Pending>,
-) -> Result<usize, Error> {
-    let mut replies = 0;
-    let result = loop {
-        let Some(kind) = taken.front().map(|pending| pending.kind) else {
-            if input.is_empty() || !shared.take_queue(link, taken) {
-                break Ok(());
-            }
-            if taken.is_empty() {
-                break Err(Error::protocol(
-                    "the server sent bytes no request asked for",
-                ));
-            }
-            continue;
-        };
-        match decoder.decode(input, kind) {
-            Ok(Some(reply)) => {
-                let expected = taken.front().and_then(|pending| pending.opaque);
-                if let (Some(expected), Reply::Meta(meta)) = (expected, &reply) {
-                    if meta.flags.opaque != Some(expected) {
-                        break Err(Error::protocol(
-                            "a reply does not echo its request's token, connection closed",
-                        ));
-                    }
-                }
-                if let Some(pending) = taken.pop_front() {
-                    pending.complete(reply);
-                }
-                replies += 1;
-            }
-            Ok(None) => break Ok(()),
-            Err(err) => {
-                break Err(Error::new(ErrorKind::Protocol)
-                    .with_detail("undecodable reply, connection closed")
-                    .with_source(err))
-            }
-        }
-    };
-    shared.answered(replies);
-    result.map(|()| replies)
-}
-
-#[cfg(test)]
-mod tests {
-    use memha_proto::{Key, MetaGet};
-
-    use super::*;
-
-    fn get(opaque: Option<u32>) -> Command {
-        let mut get = MetaGet::new(Key::new("k").unwrap());
-        get.opaque = opaque;
-        Command::MetaGet(get)
-    }
-
-    #[test]
-    fn tagging_encodes_the_token_and_gives_the_command_back_untouched() {
-        let mut out = BytesMut::new();
-        let mut command = get(None);
-        let token = encode_tagged(&mut command, 7, &mut out, &Limits::DEFAULT);
-        assert_eq!(token.unwrap().unwrap(), 7);
-        assert_eq!(&out[..], b"mg k O7\r\n");
-        // A retry sends it afresh, with a token of its own.
-        assert!(matches!(
-            command,
-            Command::MetaGet(MetaGet { opaque: None, .. })
-        ));
-    }
-
-    #[test]
-    fn tagging_keeps_a_callers_own_token() {
-        let mut out = BytesMut::new();
-        let mut command = get(Some(42));
-        let token = encode_tagged(&mut command, 7, &mut out, &Limits::DEFAULT);
-        assert_eq!(token.unwrap().unwrap(), 42);
-        assert!(matches!(
-            command,
-            Command::MetaGet(MetaGet {
-                opaque: Some(42),
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn commands_without_tokens_are_left_to_the_caller() {
-        let mut out = BytesMut::new();
-        let token = encode_tagged(&mut Command::MetaNoop, 7, &mut out, &Limits::DEFAULT);
-        assert!(token.is_none());
-        assert!(out.is_empty());
-    }
 }

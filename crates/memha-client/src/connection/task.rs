@@ -1,15 +1,14 @@
 //! The tasks of a node connection: connecting, writing and reading.
 
-use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use memha_proto::ReplyDecoder;
+use memha_proto::Pipeline;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::metrics::Counters;
-use super::shared::{dispatch, Link, Pending, Shared, Started};
+use super::shared::{Link, ReplySender, Shared, Started};
 use super::transport::{self, Reader, Writer};
 use crate::error::{Error, ErrorKind};
 
@@ -111,11 +110,10 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     mut receiving: R,
 ) {
     let chunk = shared.config.read_buffer;
-    let mut decoder = ReplyDecoder::new(shared.config.limits);
     let mut input = BytesMut::with_capacity(chunk);
     Counters::max(&shared.counters.read_buffer_peak, input.capacity() as u64);
     let mut taken = Taken {
-        queue: VecDeque::new(),
+        pipeline: Pipeline::new(shared.config.limits),
         shared: Arc::clone(&shared),
         link: Arc::clone(&link),
     };
@@ -138,7 +136,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                 break transport::unanswered(&shared.config, answered, transport::read_error(err))
             }
         }
-        match dispatch(&shared, &link, &mut decoder, &mut input, &mut taken.queue) {
+        match dispatch(&shared, &link, &mut input, &mut taken.pipeline) {
             // Under load, let the callers just answered run first: their
             // next requests go out before this task reads again, and more
             // answers gather for the next read. With nothing in flight there
@@ -158,17 +156,49 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     // Dropping `taken` fails the requests it holds.
 }
 
+/// Decodes every complete reply in `input` and hands each to its request,
+/// taking the requests submitted meanwhile when those taken are answered.
+/// Returns how many it handed over.
+fn dispatch(
+    shared: &Shared,
+    link: &Arc<Link>,
+    input: &mut BytesMut,
+    taken: &mut Pipeline<ReplySender>,
+) -> Result<usize, Error> {
+    let mut replies = 0;
+    let result = loop {
+        if taken.is_empty() && (input.is_empty() || !shared.take_submitted(link, taken)) {
+            break Ok(());
+        }
+        match taken.decode(input) {
+            Ok(Some((reply, answer))) => {
+                // A caller that gave up is simply not there.
+                let _ = reply.send(Ok(answer));
+                replies += 1;
+            }
+            Ok(None) => break Ok(()),
+            Err(err) => {
+                break Err(Error::new(ErrorKind::Protocol)
+                    .with_detail("connection closed")
+                    .with_source(err))
+            }
+        }
+    };
+    shared.answered(replies);
+    result.map(|()| replies)
+}
+
 /// The requests the reader took from the queue. However the reader ends
 /// (the connection broke, or the runtime dropped the task), the requests
 /// still in it are failed and their places in the window given back.
 struct Taken {
-    queue: VecDeque<Pending>,
+    pipeline: Pipeline<ReplySender>,
     shared: Arc<Shared>,
     link: Arc<Link>,
 }
 
 impl Drop for Taken {
     fn drop(&mut self) {
-        self.shared.fail_taken(&self.link, &mut self.queue);
+        self.shared.fail_taken(&self.link, &mut self.pipeline);
     }
 }
