@@ -254,7 +254,7 @@ fn cluster_metrics(client: &Client) -> ConnectionMetrics {
     let Some(cluster) = client.cluster() else {
         return total;
     };
-    for node in cluster.stats().nodes {
+    for node in cluster.metrics().nodes {
         if let Some(metrics) = cluster.node(node.addr).and_then(|n| n.connection_metrics()) {
             total.requests += metrics.requests;
             total.writes += metrics.writes;

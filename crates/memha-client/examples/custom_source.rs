@@ -74,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "read {:?}; repairs so far: {}",
         item.value,
-        cluster_view.stats().repairs
+        cluster_view.metrics().repairs
     );
 
     // A node removed from the file is drained and forgotten.
@@ -95,7 +95,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// The client's nodes and their states.
 fn nodes(client: &Client) -> Vec<(std::net::SocketAddr, NodeState)> {
-    let stats = client.cluster().expect("a replicated client").stats();
+    let stats = client.cluster().expect("a replicated client").metrics();
     stats
         .nodes
         .iter()

@@ -50,7 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let client = builder.build().await?;
     let cluster = client.cluster().expect("a replicated client");
-    println!("nodes: {:?}", cluster.stats().nodes);
+    println!("nodes: {:?}", cluster.metrics().nodes);
 
     client
         .set("elasticache:hello", "world")

@@ -88,8 +88,8 @@ async fn run() -> Result<bool, String> {
         .timeout(TIMEOUT)
         .health(
             HealthConfig::default()
-                .with_up_interval(Duration::from_millis(200))
-                .with_backoff(Duration::from_millis(20), 1.5, Duration::from_millis(300)),
+                .up_interval(Duration::from_millis(200))
+                .backoff(Duration::from_millis(20), 1.5, Duration::from_millis(300)),
         )
         .replication(ReplicationConfig::default())
         .build()
@@ -171,7 +171,7 @@ async fn run() -> Result<bool, String> {
     }
     printer.abort();
 
-    let stats = cluster_view.stats();
+    let stats = cluster_view.metrics();
     clock.say(&format!("nodes: {}", node_states(&client, &addrs)));
     println!(
         "operations: created {}, updated {}, refreshed {}, deleted {}, reads {} \
@@ -238,7 +238,7 @@ fn node_states(client: &Client, addrs: &[SocketAddr]) -> String {
         return String::new();
     };
     let states: BTreeMap<SocketAddr, NodeState> = cluster
-        .stats()
+        .metrics()
         .nodes
         .iter()
         .map(|node| (node.addr, node.state))
@@ -596,7 +596,7 @@ impl Worker {
         if verdict != Verdict::Fine {
             let nodes = match self.client.cluster() {
                 Some(cluster) => cluster
-                    .stats()
+                    .metrics()
                     .nodes
                     .iter()
                     .map(|node| format!("{} {}", node.addr, node.state))

@@ -185,7 +185,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     if let Some(cluster) = client.cluster() {
-        println!("cluster: {:?}", cluster.stats());
+        println!("cluster: {:?}", cluster.metrics());
     }
     Ok(())
 }

@@ -57,7 +57,7 @@
 //! assert!(client.get("nobody").await?.is_none());
 //!
 //! // What the replication layer did, and each node's state.
-//! let stats = client.cluster().unwrap().stats();
+//! let stats = client.cluster().unwrap().metrics();
 //! assert_eq!(stats.nodes.len(), 3);
 //! # Ok(())
 //! # }
@@ -66,7 +66,7 @@
 //! Each operation runs in a `memha` span at `DEBUG`, where the
 //! replication layer reports repairs, divergences and failovers; keys are
 //! traced as a hash, never as themselves, and values never.
-//! [`Stats`] counts the same events.
+//! [`ReplicationMetrics`] counts the same events.
 //!
 //! A client of a single node without replication or health checks:
 //! [`Client::new`] or [`ClientBuilder::build_single_node`].
@@ -172,7 +172,7 @@
 //!     .discovery_interval(Duration::from_secs(30))
 //!     .build()
 //!     .await?;
-//! assert_eq!(client.cluster().unwrap().stats().nodes.len(), 2);
+//! assert_eq!(client.cluster().unwrap().metrics().nodes.len(), 2);
 //! # Ok(())
 //! # }
 //! ```
@@ -234,7 +234,8 @@ pub use key::{IntoKey, Key};
 pub use node::RetryPolicy;
 pub use node::{NodeService, NodeStackBuilder};
 pub use replicate::{
-    AckPolicy, NodeStatus, RejoinPolicy, Replicate, ReplicationConfig, Stats, RESERVED_PREFIX,
+    AckPolicy, NodeStatus, RejoinPolicy, Replicate, ReplicationConfig, ReplicationMetrics,
+    RESERVED_PREFIX,
 };
 pub use ttl::Ttl;
 

@@ -135,14 +135,14 @@ fn node_name(i: usize) -> String {
 
 fn fast_health() -> HealthConfig {
     HealthConfig::default()
-        .with_up_interval(Duration::from_millis(200))
-        .with_backoff(Duration::from_millis(20), 1.5, Duration::from_millis(300))
+        .up_interval(Duration::from_millis(200))
+        .backoff(Duration::from_millis(20), 1.5, Duration::from_millis(300))
 }
 
 /// A client that probes Up nodes rarely: it does not notice a short pause
 /// unless its own requests run into it.
 fn idle_health() -> HealthConfig {
-    HealthConfig::default().with_up_interval(Duration::from_secs(600))
+    HealthConfig::default().up_interval(Duration::from_secs(600))
 }
 
 fn deleted(i: usize) -> String {
@@ -231,7 +231,7 @@ async fn a_node_one_client_lost_never_brings_back_its_deletes_or_old_values() {
     }
 
     assert_eq!(read_all(&b.client).await, (0, 0), "B read during the fault");
-    let stats = b.client.cluster().unwrap().stats();
+    let stats = b.client.cluster().unwrap().metrics();
     assert!(
         stats.stale_copies > 0,
         "B let marked copies lose: {stats:?}"

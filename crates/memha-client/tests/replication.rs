@@ -20,8 +20,8 @@ const TIMEOUT: Duration = Duration::from_millis(300);
 
 fn fast_health() -> HealthConfig {
     HealthConfig::default()
-        .with_up_interval(Duration::from_millis(200))
-        .with_backoff(Duration::from_millis(20), 1.5, Duration::from_millis(300))
+        .up_interval(Duration::from_millis(200))
+        .backoff(Duration::from_millis(20), 1.5, Duration::from_millis(300))
 }
 
 async fn client_of(addrs: &[SocketAddr], replication: ReplicationConfig) -> Client {
@@ -153,7 +153,7 @@ async fn write_sessions(client: &Client, keys: &[String]) {
 
 /// Whether `addr` is catching up, as the client's counters say.
 fn catching_up(client: &Client, addr: SocketAddr) -> bool {
-    let stats = client.cluster().unwrap().stats();
+    let stats = client.cluster().unwrap().metrics();
     let node = stats.nodes.iter().find(|node| node.addr == addr);
     node.unwrap_or_else(|| panic!("{addr} in {stats:?}"))
         .catching_up
@@ -270,7 +270,7 @@ async fn no_resurrection(wait_for_down_first: bool) {
         let changed = client.get("changed").await.unwrap().unwrap();
         assert_eq!(changed.value, "new");
     }
-    let stats = client.cluster().unwrap().stats();
+    let stats = client.cluster().unwrap().metrics();
     if wait_for_down_first {
         assert!(stats.invalidated >= 2, "{stats:?}");
     }
@@ -323,7 +323,7 @@ async fn promise_3_divergent_nodes_converge_to_the_primarys_value() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    assert!(client.cluster().unwrap().stats().divergences >= 10);
+    assert!(client.cluster().unwrap().metrics().divergences >= 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,7 +490,7 @@ async fn nodes_added_and_removed_under_load_fail_no_request() {
     source.set(&addrs[1..]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while cluster_view
-        .stats()
+        .metrics()
         .nodes
         .iter()
         .any(|n| n.addr == addrs[0])
@@ -509,7 +509,12 @@ async fn nodes_added_and_removed_under_load_fail_no_request() {
     for worker in workers {
         worker.await.expect("no request failed");
     }
-    let nodes: HashSet<SocketAddr> = cluster_view.stats().nodes.iter().map(|n| n.addr).collect();
+    let nodes: HashSet<SocketAddr> = cluster_view
+        .metrics()
+        .nodes
+        .iter()
+        .map(|n| n.addr)
+        .collect();
     assert_eq!(nodes, addrs[1..].iter().copied().collect());
 }
 
@@ -541,7 +546,7 @@ async fn a_quorum_write_succeeds_with_one_node_paused() {
     wait_state(&client, addrs[2], NodeState::Down).await;
     let journaled = || {
         cluster_view
-            .stats()
+            .metrics()
             .nodes
             .iter()
             .find(|n| n.addr == addrs[2])
@@ -671,7 +676,7 @@ async fn a_returning_node_that_missed_more_than_its_journal_holds_is_flushed() {
     }
     cluster.node(0).resume().unwrap();
     wait_state(&client, addrs[0], NodeState::Up).await;
-    assert_eq!(client.cluster().unwrap().stats().flushes, 1);
+    assert_eq!(client.cluster().unwrap().metrics().flushes, 1);
     for i in 0..6 {
         assert_eq!(
             on_node(addrs[0], &format!("j:{i}")),
@@ -690,7 +695,7 @@ async fn calls_queued_behind_a_hung_primary_end_in_time_and_one_fails_over() {
     let client = Client::builder()
         .nodes(addrs.iter().copied())
         .timeout(TIMEOUT)
-        .health(fast_health().with_timeout_threshold(1_000))
+        .health(fast_health().timeout_threshold(1_000))
         .build()
         .await
         .unwrap();
@@ -742,7 +747,7 @@ async fn promise_2_a_restart_seen_late_does_not_excuse_missed_writes() {
     let client = Client::builder()
         .nodes(via.iter().copied())
         .timeout(TIMEOUT)
-        .health(fast_health().with_up_interval(Duration::from_secs(3600)))
+        .health(fast_health().up_interval(Duration::from_secs(3600)))
         .build()
         .await
         .unwrap();
@@ -820,7 +825,7 @@ async fn a_frozen_node_holds_no_hit_up_for_its_timeout() {
             started.elapsed()
         );
     }
-    let stats = client.cluster().unwrap().stats();
+    let stats = client.cluster().unwrap().metrics();
     assert!(stats.hedges > 0, "{stats:?}");
     cluster.node(0).resume().unwrap();
 }

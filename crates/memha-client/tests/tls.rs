@@ -390,7 +390,7 @@ fn unusable_settings_are_config_errors() {
         TlsErrorKind::Config
     );
     let config = trusting(&ca).server_name("memcached.test").build().unwrap();
-    assert_eq!(config.get_server_name().as_deref(), Some("memcached.test"));
+    assert_eq!(config.server_name().as_deref(), Some("memcached.test"));
 }
 
 #[tokio::test]
@@ -431,7 +431,7 @@ async fn a_replicated_client_over_tls() {
         .await
         .unwrap();
     // Health probes speak TLS too: both nodes are Up.
-    let stats = client.cluster().unwrap().stats();
+    let stats = client.cluster().unwrap().metrics();
     assert!(
         stats
             .nodes
@@ -561,7 +561,7 @@ async fn nodes_found_through_a_tls_configuration_endpoint() {
     let mut found: Vec<SocketAddr> = client
         .cluster()
         .unwrap()
-        .stats()
+        .metrics()
         .nodes
         .iter()
         .map(|node| node.addr)
@@ -630,7 +630,7 @@ async fn a_discovered_node_is_checked_against_the_name_it_is_listed_under() {
     let endpoint = TlsConfigEndpoint::start(&ca, "impostor.test", &[node.addr]).await;
     let settings = trusting(&ca).build().unwrap();
     let client = discovered_client(&endpoint, &settings, settings.clone()).await;
-    let stats = client.cluster().unwrap().stats();
+    let stats = client.cluster().unwrap().metrics();
     assert_eq!(stats.nodes.len(), 1, "{stats:?}");
     assert_ne!(
         stats.nodes[0].state,

@@ -75,7 +75,7 @@ async fn operations_repairs_and_transitions_are_traced_without_keys_or_values() 
     let client = Client::builder()
         .nodes(cluster.addrs())
         .timeout(Duration::from_millis(500))
-        .health(HealthConfig::default().with_backoff(
+        .health(HealthConfig::default().backoff(
             Duration::from_millis(20),
             1.5,
             Duration::from_millis(200),
@@ -97,9 +97,9 @@ async fn operations_repairs_and_transitions_are_traced_without_keys_or_values() 
     let item = client.get(KEY).await.unwrap().expect("a copy lives");
     assert_eq!(&item.value[..], VALUE.as_bytes());
     assert!(
-        cluster_view.stats().repairs >= 1,
+        cluster_view.metrics().repairs >= 1,
         "{:?}",
-        cluster_view.stats()
+        cluster_view.metrics()
     );
 
     // A node dies; the next write finds out.
@@ -138,7 +138,7 @@ async fn operations_repairs_and_transitions_are_traced_without_keys_or_values() 
     assert!(!text.contains("7f3a9c21d4e8"), "a key was logged:\n{text}");
     assert!(!text.contains("alice"), "a value was logged:\n{text}");
 
-    let stats = cluster_view.stats();
+    let stats = cluster_view.metrics();
     assert_eq!(stats.nodes_added, 3);
     let dead_status = stats.nodes.iter().find(|n| n.addr == dead).unwrap();
     // Joining -> Up, then Up -> Down.

@@ -52,8 +52,8 @@ impl Backoff {
         seed: u64,
     ) -> Self {
         let config = HealthConfig::default()
-            .with_backoff(initial, factor, max)
-            .with_jitter(jitter)
+            .backoff(initial, factor, max)
+            .jitter(jitter)
             .normalized();
         Backoff::from_config(&config, seed)
     }

@@ -9,8 +9,8 @@ use std::time::Duration;
 /// use std::time::Duration;
 ///
 /// let config = HealthConfig::default()
-///     .with_timeout_threshold(5)
-///     .with_up_interval(Duration::from_secs(2));
+///     .timeout_threshold(5)
+///     .up_interval(Duration::from_secs(2));
 /// assert_eq!(config.timeout_threshold, 5);
 /// assert_eq!(config.backoff_max, Duration::from_secs(3));
 /// ```
@@ -70,19 +70,19 @@ impl HealthConfig {
     };
 
     /// Sets [`timeout_threshold`](Self::timeout_threshold).
-    pub fn with_timeout_threshold(mut self, threshold: u32) -> Self {
+    pub fn timeout_threshold(mut self, threshold: u32) -> Self {
         self.timeout_threshold = threshold;
         self
     }
 
     /// Sets [`up_interval`](Self::up_interval).
-    pub fn with_up_interval(mut self, interval: Duration) -> Self {
+    pub fn up_interval(mut self, interval: Duration) -> Self {
         self.up_interval = interval;
         self
     }
 
     /// Sets the backoff of failing nodes: first delay, growth factor, cap.
-    pub fn with_backoff(mut self, initial: Duration, factor: f64, max: Duration) -> Self {
+    pub fn backoff(mut self, initial: Duration, factor: f64, max: Duration) -> Self {
         self.backoff_initial = initial;
         self.backoff_factor = factor;
         self.backoff_max = max;
@@ -90,13 +90,13 @@ impl HealthConfig {
     }
 
     /// Sets [`jitter`](Self::jitter).
-    pub fn with_jitter(mut self, jitter: f64) -> Self {
+    pub fn jitter(mut self, jitter: f64) -> Self {
         self.jitter = jitter;
         self
     }
 
     /// Sets [`rejoin_timeout`](Self::rejoin_timeout).
-    pub fn with_rejoin_timeout(mut self, timeout: Duration) -> Self {
+    pub fn rejoin_timeout(mut self, timeout: Duration) -> Self {
         self.rejoin_timeout = timeout;
         self
     }
@@ -104,7 +104,7 @@ impl HealthConfig {
     /// Sets the hold-down of flapping nodes: the first, and the longest
     /// (see [`flap_hold_initial`](Self::flap_hold_initial)). A zero
     /// `initial` turns damping off.
-    pub fn with_flap_hold(mut self, initial: Duration, max: Duration) -> Self {
+    pub fn flap_hold(mut self, initial: Duration, max: Duration) -> Self {
         self.flap_hold_initial = initial;
         self.flap_hold_max = max;
         self

@@ -215,7 +215,7 @@ async fn a_killed_node_is_down_at_its_next_request_and_then_costs_a_fast_failure
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_is_down_within_a_second_from_probes_alone() {
-    let config = HealthConfig::default().with_up_interval(500 * MS);
+    let config = HealthConfig::default().up_interval(500 * MS);
     let (cluster, _table, node, mut transitions) =
         start_one(config, None, MemcachedProbe::DEFAULT_TIMEOUT).await;
     cluster.node(0).kill().unwrap();
@@ -293,7 +293,7 @@ async fn a_paused_node_is_down_after_the_configured_timeouts_and_rejoins_not_res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_node_seen_by_probes_alone_goes_down_and_rejoins_not_restarted() {
-    let config = HealthConfig::default().with_up_interval(500 * MS);
+    let config = HealthConfig::default().up_interval(500 * MS);
     let (cluster, _table, node, mut transitions) = start_one(config, None, 300 * MS).await;
     cluster.node(0).pause().unwrap();
     let paused = Instant::now();
@@ -320,7 +320,7 @@ async fn a_paused_node_seen_by_probes_alone_goes_down_and_rejoins_not_restarted(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_rejoins_flagged_restarted() {
     let hook = Hook::default();
-    let config = HealthConfig::default().with_up_interval(300 * MS);
+    let config = HealthConfig::default().up_interval(300 * MS);
     let (cluster, _table, node, mut transitions) =
         start_one(config, Some(hook.clone()), MemcachedProbe::DEFAULT_TIMEOUT).await;
     let first_pid = cluster.node(0).pid();
@@ -370,7 +370,7 @@ fn total_connections(addr: SocketAddr) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_traffic_stays_within_the_configured_schedule() {
     // Up: one connection per probe, one probe per 200..250 ms.
-    let config = HealthConfig::default().with_up_interval(250 * MS);
+    let config = HealthConfig::default().up_interval(250 * MS);
     let cluster = MemcachedCluster::start(1).expect("start memcached");
     let addr = cluster.node(0).addr();
     let table = HealthTable::new(config);

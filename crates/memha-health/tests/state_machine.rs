@@ -266,7 +266,7 @@ async fn consecutive_timeouts_mark_down_at_the_threshold_and_answers_reset_the_c
 #[tokio::test(start_paused = true)]
 async fn the_timeout_threshold_is_configurable() {
     let script = Script::new(answer(1, 100));
-    let config = HealthConfig::default().with_timeout_threshold(5);
+    let config = HealthConfig::default().timeout_threshold(5);
     let (_table, node, mut transitions) = up_node(config, &script).await;
     for _ in 0..4 {
         node.record(Observation::Timeout);
@@ -616,7 +616,7 @@ async fn a_hook_that_hangs_times_out_and_is_retried() {
         delay: 10 * SEC,
         ..RecordingHook::default()
     };
-    let config = HealthConfig::default().with_rejoin_timeout(SEC);
+    let config = HealthConfig::default().rejoin_timeout(SEC);
     let script = Script::new(answer(1, 100));
     let table = HealthTable::with_rejoin_hook(config, hook.clone());
     let (_table, node, mut transitions) = table_with_up_node(table, &script).await;
@@ -690,9 +690,9 @@ async fn an_up_node_is_probed_every_up_interval() {
 #[tokio::test(start_paused = true)]
 async fn the_probe_schedule_is_configurable() {
     let config = HealthConfig::default()
-        .with_up_interval(SEC)
-        .with_backoff(10 * MS, 2.0, 500 * MS)
-        .with_jitter(0.0);
+        .up_interval(SEC)
+        .backoff(10 * MS, 2.0, 500 * MS)
+        .jitter(0.0);
     let script = Script::new(answer(1, 100));
     let (_table, node, _transitions) = up_node(config, &script).await;
     sleep(10 * SEC + 500 * MS).await;
@@ -736,7 +736,7 @@ async fn a_slow_probe_delays_the_next_one_by_the_full_interval() {
     // The schedule runs from the end of a probe: a probe taking 2 s never
     // overlaps the next one.
     let script = Script::new(Step::SlowAnswer(2 * SEC, ProbeReport::new().with_pid(1)));
-    let table = HealthTable::new(HealthConfig::default().with_jitter(0.0));
+    let table = HealthTable::new(HealthConfig::default().jitter(0.0));
     table.add_node(addr(1), script.clone());
     sleep(30 * SEC).await;
     let calls = script.calls();
@@ -830,7 +830,7 @@ async fn adding_a_node_twice_keeps_the_first_entry() {
 async fn a_slow_observer_skips_the_oldest_transitions_and_counts_them() {
     let script = Script::new(answer(1, 100));
     // Damping off: the node flaps on purpose.
-    let config = HealthConfig::default().with_flap_hold(Duration::ZERO, Duration::ZERO);
+    let config = HealthConfig::default().flap_hold(Duration::ZERO, Duration::ZERO);
     let (table, node, _transitions) = up_node(config, &script).await;
     let mut slow = table.transitions();
     // 400 cycles of Up -> Down -> Rejoining -> Up: 1200 transitions.

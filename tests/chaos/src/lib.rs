@@ -45,7 +45,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use memha_client::health::Transitions;
-use memha_client::{Client, ClientBuilder, HealthConfig, Replicate, ReplicationConfig, Stats};
+use memha_client::{
+    Client, ClientBuilder, HealthConfig, Replicate, ReplicationConfig, ReplicationMetrics,
+};
 use memha_tests::{FaultProxy, MemcachedCluster};
 use tokio::sync::oneshot;
 
@@ -154,10 +156,10 @@ impl ChaosConfig {
 
 fn health_config() -> HealthConfig {
     HealthConfig::default()
-        .with_up_interval(Duration::from_millis(200))
-        .with_backoff(Duration::from_millis(20), 1.5, Duration::from_millis(300))
+        .up_interval(Duration::from_millis(200))
+        .backoff(Duration::from_millis(20), 1.5, Duration::from_millis(300))
         // Flapping nodes held down on the suite's compressed time scale.
-        .with_flap_hold(Duration::from_millis(100), Duration::from_secs(2))
+        .flap_hold(Duration::from_millis(100), Duration::from_secs(2))
 }
 
 /// Runs the suite once.
@@ -335,7 +337,7 @@ async fn run_counting(config: ChaosConfig) -> Result<Report, String> {
             .iter()
             .enumerate()
             .flat_map(|(client, replicate)| {
-                replicate.stats().nodes.into_iter().map(move |n| {
+                replicate.metrics().nodes.into_iter().map(move |n| {
                     if multi {
                         format!("client {client}: {} {}", n.addr, n.state.as_str())
                     } else {
@@ -388,7 +390,7 @@ async fn run_counting(config: ChaosConfig) -> Result<Report, String> {
         health.extend(task.await.unwrap_or_default());
     }
     health.sort_by_key(|h| h.at);
-    let stats: Vec<Stats> = replicates.iter().map(Replicate::stats).collect();
+    let stats: Vec<ReplicationMetrics> = replicates.iter().map(Replicate::metrics).collect();
 
     let mut findings = checker::check(&CheckInput {
         records: &records,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use memha_client::{NodeState, Stats};
+use memha_client::{NodeState, ReplicationMetrics};
 
 use crate::checker::{self, Findings, Kind};
 use crate::history::{FaultRecord, HealthRecord, Outcome, Phase, Record};
@@ -33,7 +33,7 @@ pub struct Report {
     /// Every health change the clients saw, by time.
     pub health: Vec<HealthRecord>,
     /// Each client's replication counters at the end, in client order.
-    pub stats: Vec<Stats>,
+    pub stats: Vec<ReplicationMetrics>,
     /// What the checker found.
     pub findings: Findings,
     /// Faults the harness could not inject or heal.

@@ -157,8 +157,8 @@ fn single(addr: SocketAddr) -> (Client, memha_client::NodeService) {
 
 fn health() -> HealthConfig {
     HealthConfig::default()
-        .with_up_interval(Duration::from_millis(200))
-        .with_backoff(Duration::from_millis(20), 1.5, Duration::from_millis(300))
+        .up_interval(Duration::from_millis(200))
+        .backoff(Duration::from_millis(20), 1.5, Duration::from_millis(300))
 }
 
 /// Alone, through a bare node stack: a typed error, a bounded buffer.

@@ -71,8 +71,8 @@ fn bad_keys_are_refused_before_anything_is_encoded() {
 
 fn health() -> HealthConfig {
     HealthConfig::default()
-        .with_up_interval(Duration::from_millis(200))
-        .with_backoff(Duration::from_millis(20), 1.5, Duration::from_millis(300))
+        .up_interval(Duration::from_millis(200))
+        .backoff(Duration::from_millis(20), 1.5, Duration::from_millis(300))
 }
 
 /// Every call a caller can make with `key`: each must fail with
@@ -342,7 +342,7 @@ fn framing_in_values_survives_replication_and_repair() {
                     for key in &keys {
                         prop_assert!(copy_on(node.addr(), key).is_none(), "restarted empty");
                     }
-                    let repairs_before = client.cluster().unwrap().stats().repairs;
+                    let repairs_before = client.cluster().unwrap().metrics().repairs;
                     let health = client.cluster().unwrap().health();
                     let deadline = Instant::now() + Duration::from_secs(30);
                     let mut repaired = 0;
@@ -353,7 +353,7 @@ fn framing_in_values_survives_replication_and_repair() {
                                 "{} never repaired (node {:?}, {:?})",
                                 key,
                                 health.state(node.addr()),
-                                client.cluster().unwrap().stats()
+                                client.cluster().unwrap().metrics()
                             );
                             if health.state(node.addr()) == Some(NodeState::Up) {
                                 // The two other nodes hold the key throughout:
@@ -397,7 +397,7 @@ fn framing_in_values_survives_replication_and_repair() {
                         }
                     }
                     prop_assert_eq!(repaired, keys.len());
-                    let repairs = client.cluster().unwrap().stats().repairs - repairs_before;
+                    let repairs = client.cluster().unwrap().metrics().repairs - repairs_before;
                     prop_assert!(repairs >= keys.len() as u64, "{} repairs", repairs);
                     Ok(())
                 })

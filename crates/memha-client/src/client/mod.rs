@@ -93,7 +93,7 @@ impl Client {
     }
 
     /// The replication layer, for a client built over a cluster: its
-    /// [`stats`](Replicate::stats), node [`health`](Replicate::health) and
+    /// [`metrics`](Replicate::metrics), node [`health`](Replicate::health) and
     /// [`placement`](Replicate::placement).
     pub fn cluster(&self) -> Option<&Replicate> {
         match &self.inner.backend {
@@ -536,7 +536,7 @@ impl<L> ClientBuilder<L> {
     }
 
     fn map_connection(mut self, map: impl FnOnce(ConnectionConfig) -> ConnectionConfig) -> Self {
-        let config = map(self.stack.get_connection().clone());
+        let config = map(self.stack.connection.clone());
         self.stack = self.stack.connection(config);
         self
     }
@@ -603,13 +603,13 @@ impl<L> ClientBuilder<L> {
         let replicate = Replicate::new(
             self.replication.clone(),
             self.health.clone(),
-            self.stack.get_timeout(),
+            self.stack.timeout,
             Box::new(move |addr, id, host, table| {
                 let connection = match host {
-                    Some(host) => stack.get_connection().for_host(host),
-                    None => stack.get_connection().clone(),
+                    Some(host) => stack.connection.for_host(host),
+                    None => stack.connection.clone(),
                 };
-                let probe = connection.probe(addr, stack.get_timeout());
+                let probe = connection.probe(addr, stack.timeout);
                 let health = table.add_named_node(addr, id.as_str(), probe);
                 (
                     health.clone(),
@@ -630,7 +630,7 @@ impl<L> ClientBuilder<L> {
             }
             replicate.follow(watcher.build()).await?;
         }
-        let known = replicate.stats().nodes.len();
+        let known = replicate.metrics().nodes.len();
         // Not all nodes may be up: the client works with those that are.
         let _ = replicate
             .health()
@@ -684,8 +684,8 @@ impl<L> ClientBuilder<L> {
         Client {
             inner: Arc::new(Inner {
                 backend,
-                timeout: self.stack.get_timeout(),
-                limits: *self.stack.get_connection().get_limits(),
+                timeout: self.stack.timeout,
+                limits: self.stack.connection.limits,
             }),
         }
     }

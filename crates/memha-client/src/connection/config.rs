@@ -21,38 +21,58 @@ use super::tls::TlsConfig;
 ///     .connect_timeout(Duration::from_millis(500))
 ///     .max_in_flight(512)
 ///     .reconnect_backoff(Duration::from_millis(20), Duration::from_secs(2));
-/// assert_eq!(config.get_max_in_flight(), 512);
+/// assert_eq!(config.max_in_flight, 512);
 /// ```
+///
+/// Each setting has a chainable setter; out-of-range values are
+/// clamped when used (a window of at least 1, a backoff cap no smaller
+/// than its start).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ConnectionConfig {
-    pub(crate) connect_timeout: Duration,
-    pub(crate) max_in_flight: usize,
-    pub(crate) reply_tokens: bool,
-    pub(crate) backoff_min: Duration,
-    pub(crate) backoff_max: Duration,
-    pub(crate) limits: Limits,
-    pub(crate) read_buffer: usize,
+    /// How long a connection attempt may take, a TLS handshake included
+    /// (default 1 s).
+    pub connect_timeout: Duration,
+    /// How many requests may await their answer at once (default 1024).
+    pub max_in_flight: usize,
+    /// Whether meta requests carry an opaque token their replies must echo
+    /// (default true).
+    pub reply_tokens: bool,
+    /// The wait before the attempt after a first failed one (default 50 ms).
+    pub backoff_min: Duration,
+    /// The longest wait between failed attempts (default 1 s).
+    pub backoff_max: Duration,
+    /// Bounds on values and reply lines (default: memcached's 1 MiB items).
+    pub limits: Limits,
+    /// How much the reader asks of the socket at a time (default 64 KiB).
+    pub read_buffer: usize,
+    /// The TLS settings, when the connection speaks TLS (feature `tls`).
     #[cfg(feature = "tls")]
-    pub(crate) tls: Option<TlsConfig>,
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ConnectionConfig {
     fn default() -> Self {
-        ConnectionConfig {
-            connect_timeout: Duration::from_secs(1),
-            max_in_flight: 1024,
-            reply_tokens: true,
-            backoff_min: Duration::from_millis(50),
-            backoff_max: Duration::from_secs(1),
-            limits: Limits::DEFAULT,
-            read_buffer: 64 * 1024,
-            #[cfg(feature = "tls")]
-            tls: None,
-        }
+        ConnectionConfig::DEFAULT
     }
 }
 
 impl ConnectionConfig {
+    /// The defaults: 1 s connect timeout, 1024 requests in flight, reply
+    /// tokens on, reconnect backoff from 50 ms to 1 s, memcached's limits,
+    /// 64 KiB reads, no TLS.
+    pub const DEFAULT: ConnectionConfig = ConnectionConfig {
+        connect_timeout: Duration::from_secs(1),
+        max_in_flight: 1024,
+        reply_tokens: true,
+        backoff_min: Duration::from_millis(50),
+        backoff_max: Duration::from_secs(1),
+        limits: Limits::DEFAULT,
+        read_buffer: 64 * 1024,
+        #[cfg(feature = "tls")]
+        tls: None,
+    };
+
     /// How long a connection attempt may take (default 1 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -95,6 +115,13 @@ impl ConnectionConfig {
         self
     }
 
+    /// How much the reader asks of the socket at a time (default 64 KiB,
+    /// at least 4 KiB).
+    pub fn read_buffer(mut self, bytes: usize) -> Self {
+        self.read_buffer = bytes;
+        self
+    }
+
     /// Speaks TLS to the node (feature `tls`): the connect timeout then
     /// bounds the TLS handshake too, and health probes built by
     /// [`probe`](Self::probe) use the same settings. Every write goes
@@ -104,12 +131,6 @@ impl ConnectionConfig {
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
         self
-    }
-
-    /// The TLS settings, when the connection speaks TLS.
-    #[cfg(feature = "tls")]
-    pub fn get_tls(&self) -> Option<&TlsConfig> {
-        self.tls.as_ref()
     }
 
     /// These settings for a node discovered by the name `host` (not an IP
@@ -140,21 +161,6 @@ impl ConnectionConfig {
         probe
     }
 
-    /// The connect timeout.
-    pub fn get_connect_timeout(&self) -> Duration {
-        self.connect_timeout
-    }
-
-    /// The bound on requests in flight.
-    pub fn get_max_in_flight(&self) -> usize {
-        self.max_in_flight
-    }
-
-    /// The limits on values and replies.
-    pub fn get_limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// The wait before the next attempt after `failures` consecutive failed
     /// ones: exponential, capped, with jitter in `[delay / 2, delay]`.
     pub(crate) fn backoff(&self, failures: u32) -> Duration {
@@ -162,7 +168,7 @@ impl ConnectionConfig {
         let delay = self
             .backoff_min
             .saturating_mul(1 << exponent)
-            .min(self.backoff_max);
+            .min(self.backoff_max.max(self.backoff_min));
         let mut hasher = RandomState::new().build_hasher();
         hasher.write_u32(failures);
         let jitter = (hasher.finish() % 1024) as u32;

@@ -151,7 +151,7 @@ impl Shared {
         let submitted = Pipeline::new(config.limits).tokens(config.reply_tokens);
         Shared {
             addr,
-            window: Arc::new(Semaphore::new(config.max_in_flight)),
+            window: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             config,
             counters: Counters::default(),
             state: Mutex::new(State {

@@ -79,7 +79,7 @@ impl TlsConfig {
     }
 
     /// The name every node certificate is checked against, when one was set.
-    pub fn get_server_name(&self) -> Option<String> {
+    pub fn server_name(&self) -> Option<String> {
         self.server_name
             .as_ref()
             .map(|name| name.to_str().into_owned())
@@ -174,7 +174,7 @@ impl TlsConfig {
 impl fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsConfig")
-            .field("server_name", &self.get_server_name())
+            .field("server_name", &self.server_name())
             .finish_non_exhaustive()
     }
 }

@@ -75,9 +75,9 @@ pub(crate) type BoxedService = BoxCloneSyncService<Command, Reply, Error>;
 /// ```
 #[derive(Clone)]
 pub struct NodeStackBuilder<L = Identity> {
-    timeout: Duration,
+    pub(crate) timeout: Duration,
     retry: RetryPolicy,
-    connection: ConnectionConfig,
+    pub(crate) connection: ConnectionConfig,
     layers: L,
     /// Whether [`layer`](Self::layer) was called: else the attempts go
     /// straight to the connection, unboxed.
@@ -135,26 +135,6 @@ impl<L> NodeStackBuilder<L> {
             layers: Stack::new(layer, self.layers),
             layered: true,
         }
-    }
-
-    /// The timeout in force.
-    pub fn get_timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    /// The retry policy in force.
-    pub fn get_retry(&self) -> &RetryPolicy {
-        &self.retry
-    }
-
-    /// The connection settings in force.
-    pub fn get_connection(&self) -> &ConnectionConfig {
-        &self.connection
-    }
-
-    /// The layers added so far.
-    pub fn get_layers(&self) -> &L {
-        &self.layers
     }
 
     /// Builds the stack of the node at `addr`. Nothing connects until the

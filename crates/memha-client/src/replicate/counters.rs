@@ -1,5 +1,5 @@
 //! What the replication layer did, counted and traced in one place, so
-//! every event kind a trace shows is also in [`Stats`].
+//! every event kind a trace shows is also in [`ReplicationMetrics`].
 
 use std::net::SocketAddr;
 
@@ -137,8 +137,8 @@ impl Counters {
         }
     }
 
-    pub(crate) fn snapshot(&self, nodes: Vec<NodeStatus>) -> Stats {
-        Stats {
+    pub(crate) fn snapshot(&self, nodes: Vec<NodeStatus>) -> ReplicationMetrics {
+        ReplicationMetrics {
             repairs: self.repairs.load(Relaxed),
             divergences: self.divergences.load(Relaxed),
             miss_failovers: self.miss_failovers.load(Relaxed),
@@ -175,10 +175,12 @@ pub struct NodeStatus {
     pub catching_up: bool,
 }
 
-/// A snapshot of the replication layer's counters.
+/// A snapshot of the replication layer's counters, from
+/// [`Replicate::metrics`](crate::Replicate::metrics) (the servers' own
+/// counters are [`Client::stats`](crate::Client::stats)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Stats {
+pub struct ReplicationMetrics {
     /// Copies written to nodes that missed a key or held another copy.
     pub repairs: u64,
     /// Reads whose nodes disagreed.

@@ -60,7 +60,7 @@ use tower::discover::Change;
 use tower::Service;
 
 pub use config::{AckPolicy, RejoinPolicy, ReplicationConfig};
-pub use counters::{NodeStatus, Stats};
+pub use counters::{NodeStatus, ReplicationMetrics};
 pub use stale::RESERVED_PREFIX;
 
 use self::coordinate::KeyLocks;
@@ -208,7 +208,7 @@ impl Replicate {
 
     /// Waits until node `id` is in a state `wanted` accepts, for at most
     /// `within`, and returns that state: to await a node's change rather
-    /// than poll [`stats`](Self::stats).
+    /// than poll [`metrics`](Self::metrics).
     ///
     /// ```no_run
     /// # async fn demo(cluster: memha_client::Replicate) -> Result<(), memha_client::Error> {
@@ -261,7 +261,7 @@ impl Replicate {
     }
 
     /// The counters, and every node with its state.
-    pub fn stats(&self) -> Stats {
+    pub fn metrics(&self) -> ReplicationMetrics {
         let nodes = self
             .shared
             .members

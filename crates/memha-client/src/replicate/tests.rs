@@ -322,7 +322,7 @@ async fn a_miss_asks_the_subset_first_then_every_other_up_node() {
             .count();
         assert_eq!(gets, 1, "every Up node is asked once before a miss: {addr}");
     }
-    let stats = replicate.stats();
+    let stats = replicate.metrics();
     assert_eq!(stats.miss_failovers, 1, "{stats:?}");
 }
 

@@ -24,8 +24,8 @@ pub(crate) async fn client(nodes: Vec<SocketAddr>) -> Client {
         .connect_timeout(Duration::from_millis(300))
         .health(
             HealthConfig::default()
-                .with_up_interval(Duration::from_millis(100))
-                .with_backoff(Duration::from_millis(50), 1.5, Duration::from_millis(300)),
+                .up_interval(Duration::from_millis(100))
+                .backoff(Duration::from_millis(50), 1.5, Duration::from_millis(300)),
         )
         .build()
         .await
@@ -36,7 +36,7 @@ pub(crate) async fn client(nodes: Vec<SocketAddr>) -> Client {
 pub(crate) async fn wait_state(client: &Client, addr: SocketAddr, wanted: NodeState) {
     let cluster = client.cluster().expect("a replicated client");
     let id: NodeId = cluster
-        .stats()
+        .metrics()
         .nodes
         .into_iter()
         .find(|node| node.addr == addr)
