@@ -414,10 +414,10 @@ fn kind_name(error: &Error) -> &'static str {
         ErrorKind::Connection => "connection",
         ErrorKind::NoNodes => "no nodes",
         ErrorKind::NodeDown => "node down",
-        ErrorKind::PartialWrite { .. } => "partial write",
+        ErrorKind::PartialWrite => "partial write",
         ErrorKind::Closed => "closed",
         ErrorKind::Protocol => "protocol",
-        ErrorKind::Server(_) => "server error",
+        ErrorKind::Server => "server error",
         _ => "other",
     }
 }

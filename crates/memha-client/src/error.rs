@@ -10,7 +10,7 @@ use std::sync::Arc;
 ///
 /// Server answers such as a miss, `NOT_STORED`, `EXISTS` or `NOT_FOUND` are
 /// never errors: they are the typed outcomes of each operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// A key broke a rule of the protocol (empty, over 250 bytes, whitespace
@@ -40,8 +40,9 @@ pub enum ErrorKind {
     /// (a broken or hostile server). The connection was closed.
     Protocol,
     /// The server answered with an error line (`SERVER_ERROR`,
-    /// `CLIENT_ERROR` or `ERROR`); the message is the server's.
-    Server(String),
+    /// `CLIENT_ERROR` or `ERROR`); [`Error::server_message`] gives the
+    /// server's message.
+    Server,
     /// There is no node to send the request to: none is known, or none is Up.
     NoNodes,
     /// The node is Down: its health check refused the request at once.
@@ -49,14 +50,9 @@ pub enum ErrorKind {
     NodeDown,
     /// Fewer nodes acknowledged a write than the ack policy requires. The
     /// write may have been applied on some nodes; it is not acknowledged.
-    PartialWrite {
-        /// How many nodes acknowledged.
-        acked: usize,
-        /// How many had to.
-        required: usize,
-        /// The nodes that did not acknowledge.
-        failed: Vec<SocketAddr>,
-    },
+    /// [`Error::partial_write`] tells how many nodes acknowledged, and
+    /// which failed.
+    PartialWrite,
     /// The connection was shut down: every handle to it was dropped, or the
     /// runtime that ran it stopped.
     Closed,
@@ -65,6 +61,27 @@ pub enum ErrorKind {
 }
 
 type Source = Arc<dyn StdError + Send + Sync>;
+
+/// How a write fell short of its ack policy: the data of an
+/// [`ErrorKind::PartialWrite`], from [`Error::partial_write`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartialWrite {
+    /// How many nodes acknowledged.
+    pub acked: usize,
+    /// How many had to.
+    pub required: usize,
+    /// The nodes that did not acknowledge.
+    pub failed: Vec<SocketAddr>,
+}
+
+/// The data some kinds carry.
+#[derive(Clone)]
+enum Data {
+    None,
+    ServerMessage(String),
+    PartialWrite(PartialWrite),
+}
 
 /// The error of every fallible operation of this crate.
 ///
@@ -80,6 +97,7 @@ pub struct Error {
 #[derive(Clone)]
 struct Inner {
     kind: ErrorKind,
+    data: Data,
     unsent: bool,
     node: Option<SocketAddr>,
     detail: Option<String>,
@@ -100,12 +118,35 @@ impl Error {
         Error {
             inner: Box::new(Inner {
                 kind,
+                data: Data::None,
                 unsent,
                 node: None,
                 detail: None,
                 source: None,
             }),
         }
+    }
+
+    /// A server's error line (`SERVER_ERROR` ...), with its message.
+    pub(crate) fn server(message: impl Into<String>) -> Self {
+        let mut error = Error::new(ErrorKind::Server);
+        error.inner.data = Data::ServerMessage(message.into());
+        error
+    }
+
+    /// A write fewer nodes acknowledged than required.
+    pub(crate) fn new_partial_write(
+        acked: usize,
+        required: usize,
+        failed: Vec<SocketAddr>,
+    ) -> Self {
+        let mut error = Error::new(ErrorKind::PartialWrite);
+        error.inner.data = Data::PartialWrite(PartialWrite {
+            acked,
+            required,
+            failed,
+        });
+        error
     }
 
     pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Self {
@@ -146,8 +187,8 @@ impl Error {
         match err.kind() {
             memha_proto::ErrorKind::InvalidKey(_) => Error::invalid_key(err),
             memha_proto::ErrorKind::ValueTooLarge { len, max } if !err.is_decode() => {
-                let len = usize::try_from(*len).unwrap_or(usize::MAX);
-                Error::new(ErrorKind::ValueTooLarge { len, max: *max }).with_source(err)
+                let len = usize::try_from(len).unwrap_or(usize::MAX);
+                Error::new(ErrorKind::ValueTooLarge { len, max }).with_source(err)
             }
             memha_proto::ErrorKind::NoKeys | memha_proto::ErrorKind::Unanswerable => {
                 Error::new(ErrorKind::Unsupported).with_source(err)
@@ -170,6 +211,7 @@ impl Error {
                     Error {
                         inner: Box::new(Inner {
                             kind: ErrorKind::Other,
+                            data: Data::None,
                             unsent: false,
                             node: None,
                             detail: None,
@@ -182,8 +224,24 @@ impl Error {
     }
 
     /// What went wrong.
-    pub fn kind(&self) -> &ErrorKind {
-        &self.inner.kind
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// The server's message, for an [`ErrorKind::Server`] error.
+    pub fn server_message(&self) -> Option<&str> {
+        match &self.inner.data {
+            Data::ServerMessage(message) => Some(message),
+            _ => None,
+        }
+    }
+
+    /// How the write fell short, for an [`ErrorKind::PartialWrite`] error.
+    pub fn partial_write(&self) -> Option<&PartialWrite> {
+        match &self.inner.data {
+            Data::PartialWrite(partial) => Some(partial),
+            _ => None,
+        }
     }
 
     /// The node the failed request was for, when known.
@@ -214,7 +272,7 @@ impl Error {
     /// True when a write was not acknowledged by enough nodes
     /// ([`ErrorKind::PartialWrite`]).
     pub fn is_partial_write(&self) -> bool {
-        matches!(self.inner.kind, ErrorKind::PartialWrite { .. })
+        self.inner.kind == ErrorKind::PartialWrite
     }
 
     /// True when the failure is transient: the same request may succeed if
@@ -229,7 +287,7 @@ impl Error {
                 | ErrorKind::Connection
                 | ErrorKind::NoNodes
                 | ErrorKind::NodeDown
-                | ErrorKind::PartialWrite { .. }
+                | ErrorKind::PartialWrite
         )
     }
 
@@ -256,22 +314,25 @@ impl fmt::Display for Error {
             ErrorKind::Connect => f.write_str("could not connect")?,
             ErrorKind::Connection => f.write_str("connection lost")?,
             ErrorKind::Protocol => f.write_str("protocol error")?,
-            ErrorKind::Server(message) => write!(f, "server error: {message}")?,
+            ErrorKind::Server => match &inner.data {
+                Data::ServerMessage(message) => write!(f, "server error: {message}")?,
+                _ => f.write_str("server error")?,
+            },
             ErrorKind::NoNodes => f.write_str("no nodes")?,
             ErrorKind::NodeDown => f.write_str("node is down")?,
-            ErrorKind::PartialWrite {
-                acked,
-                required,
-                failed,
-            } => {
-                write!(
-                    f,
-                    "write acknowledged by {acked} of the {required} nodes required; failed on"
-                )?;
-                for node in failed {
-                    write!(f, " {node}")?;
+            ErrorKind::PartialWrite => match &inner.data {
+                Data::PartialWrite(partial) => {
+                    write!(
+                        f,
+                        "write acknowledged by {} of the {} nodes required; failed on",
+                        partial.acked, partial.required
+                    )?;
+                    for node in &partial.failed {
+                        write!(f, " {node}")?;
+                    }
                 }
-            }
+                _ => f.write_str("write not acknowledged by enough nodes")?,
+            },
             ErrorKind::Closed => f.write_str("connection closed")?,
             ErrorKind::Other => f.write_str("middleware error")?,
         }
@@ -293,6 +354,11 @@ impl fmt::Debug for Error {
         let inner = &self.inner;
         let mut debug = f.debug_struct("Error");
         debug.field("kind", &inner.kind);
+        match &inner.data {
+            Data::ServerMessage(message) => debug.field("server_message", message),
+            Data::PartialWrite(partial) => debug.field("partial_write", partial),
+            Data::None => &mut debug,
+        };
         debug.field("unsent", &inner.unsent);
         if let Some(node) = &inner.node {
             debug.field("node", node);
@@ -355,8 +421,15 @@ mod tests {
         let lost = Error::new(ErrorKind::Connection);
         assert!(lost.is_connection() && !lost.is_unsent());
         assert!(lost.clone().with_unsent(true).is_unsent());
-        let server = Error::new(ErrorKind::Server("out of memory".into()));
+        let server = Error::server("out of memory");
         assert!(!server.is_retryable() && !server.is_connection());
+        assert_eq!(server.server_message(), Some("out of memory"));
+        assert_eq!(server.to_string(), "server error: out of memory");
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let partial = Error::new_partial_write(1, 2, vec![addr]);
+        assert!(partial.is_partial_write() && partial.is_retryable());
+        assert_eq!(partial.partial_write().unwrap().failed, [addr]);
+        assert!(server.partial_write().is_none() && partial.server_message().is_none());
         assert!(Error::new(ErrorKind::InvalidKey).is_unsent());
     }
 
@@ -365,7 +438,7 @@ mod tests {
         let original = Error::new(ErrorKind::Connection).with_detail("reset");
         let boxed: Box<dyn StdError + Send + Sync> = Box::new(original);
         let back = Error::from_boxed(boxed);
-        assert_eq!(back.kind(), &ErrorKind::Connection);
+        assert_eq!(back.kind(), ErrorKind::Connection);
         assert!(back.to_string().contains("reset"));
 
         let elapsed: Box<dyn StdError + Send + Sync> =
@@ -374,7 +447,7 @@ mod tests {
 
         let other: Box<dyn StdError + Send + Sync> = "custom".into();
         let other = Error::from_boxed(other);
-        assert_eq!(other.kind(), &ErrorKind::Other);
+        assert_eq!(other.kind(), ErrorKind::Other);
         assert!(other.source().is_some());
     }
 

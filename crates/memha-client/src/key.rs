@@ -60,11 +60,11 @@ mod tests {
         assert_eq!("a:b".into_key().unwrap().as_bytes(), b"a:b");
         assert_eq!(b"bytes".into_key().unwrap().as_bytes(), b"bytes");
         for bad in ["", "two words", "line\r\nbreak"] {
-            assert_eq!(bad.into_key().unwrap_err().kind(), &ErrorKind::InvalidKey);
+            assert_eq!(bad.into_key().unwrap_err().kind(), ErrorKind::InvalidKey);
         }
         assert_eq!(
             "x".repeat(251).into_key().unwrap_err().kind(),
-            &ErrorKind::InvalidKey
+            ErrorKind::InvalidKey
         );
     }
 }

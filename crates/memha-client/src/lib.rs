@@ -228,7 +228,7 @@ pub use client::{ArithmeticRequest, Client, ClientBuilder, StoreRequest};
 pub use connection::{Connection, ConnectionConfig, ConnectionMetrics};
 #[cfg(feature = "tls")]
 pub use connection::{TlsConfig, TlsConfigBuilder, TlsError, TlsErrorKind};
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, PartialWrite};
 pub use item::{DeleteOutcome, Item, StoreOutcome, TouchOutcome};
 pub use key::{IntoKey, Key};
 pub use node::RetryPolicy;

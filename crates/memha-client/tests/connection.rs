@@ -150,7 +150,7 @@ async fn an_undecodable_reply_fails_every_request_in_flight_then_reconnects() {
         server.write_all(garbage).await.unwrap();
         for future in futures {
             let err = answer(future).await.unwrap_err();
-            assert_eq!(err.kind(), &ErrorKind::Protocol, "{garbage:?}: {err}");
+            assert_eq!(err.kind(), ErrorKind::Protocol, "{garbage:?}: {err}");
         }
 
         // The next request gets a fresh connection, in step again.
@@ -191,7 +191,7 @@ async fn a_lost_connection_tells_sent_from_unsent() {
     read_lines(&mut server, 1).await;
     drop(server);
     let err = answer(written).await.unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::Connection);
+    assert_eq!(err.kind(), ErrorKind::Connection);
     assert!(!err.is_unsent(), "the server had read it: {err:?}");
     assert_eq!(err.node(), Some(addr));
 
@@ -213,12 +213,12 @@ async fn refused_connections_fail_fast_and_back_off() {
     let connection = Connection::new(addr, config);
 
     let err = answer(send(&connection, get("a")).await).await.unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::Connect, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
     assert!(err.is_unsent() && err.is_connection() && err.is_retryable());
 
     // Within the backoff: no new attempt, the same error at once.
     let err = answer(send(&connection, get("b")).await).await.unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::Connect);
+    assert_eq!(err.kind(), ErrorKind::Connect);
     let metrics = connection.metrics();
     assert_eq!((metrics.connect_failures, metrics.connects), (1, 0));
 }
@@ -246,7 +246,7 @@ async fn connecting_is_bounded_by_the_connect_timeout() {
     let started = std::time::Instant::now();
     let err = answer(send(&connection, get("a")).await).await.unwrap_err();
     let elapsed = started.elapsed();
-    assert_eq!(err.kind(), &ErrorKind::Connect, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
     assert!(err.is_unsent());
     assert!(
         elapsed >= Duration::from_millis(190) && elapsed < Duration::from_secs(2),
@@ -266,7 +266,7 @@ async fn commands_without_an_answer_are_refused() {
     };
     for command in [Command::MetaSet(quiet), noreply] {
         let err = answer(send(&connection, command).await).await.unwrap_err();
-        assert_eq!(err.kind(), &ErrorKind::Unsupported);
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
         assert!(err.is_unsent());
     }
     assert_eq!(connection.metrics().requests, 0);

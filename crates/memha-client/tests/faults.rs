@@ -122,7 +122,7 @@ async fn a_paused_server_times_requests_out_at_the_timeout() {
             .expect("no request hangs")
             .unwrap();
         let err = result.expect_err("a paused server answers nothing");
-        assert_eq!(err.kind(), &ErrorKind::Timeout, "{err:?}");
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
         assert!(err.is_retryable());
         assert!(elapsed >= timeout - Duration::from_millis(5), "{elapsed:?}");
         assert!(

@@ -320,9 +320,9 @@ async fn reserved_keys_are_refused_before_anything_is_sent() {
     }
     for key in ["__memha:stale:x", "__memha:anything"] {
         let err = peer.client.set(key, "v").await.unwrap_err();
-        assert_eq!(err.kind(), &ErrorKind::InvalidKey, "{err}");
+        assert_eq!(err.kind(), ErrorKind::InvalidKey, "{err}");
         let err = peer.client.get(key).await.unwrap_err();
-        assert_eq!(err.kind(), &ErrorKind::InvalidKey, "{err}");
+        assert_eq!(err.kind(), ErrorKind::InvalidKey, "{err}");
     }
     peer.client.set("visible", "v").await.unwrap();
     for proxy in &peer.proxies {

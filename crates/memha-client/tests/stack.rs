@@ -48,7 +48,7 @@ async fn a_user_layer_error_becomes_other() {
         .build_single_node()
         .unwrap();
     let err = client.get("k").await.unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::Other);
+    assert_eq!(err.kind(), ErrorKind::Other);
     assert!(err.to_string().contains("refused by policy"), "{err}");
     assert_eq!(err.node(), Some(cluster.node(0).addr()));
 }
@@ -108,7 +108,7 @@ async fn a_write_lost_with_its_connection_is_not_retried() {
             .is_err()
     });
     let err = client.increment("n", 1).await.unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::Connection, "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err:?}");
     assert!(!err.is_unsent());
     assert!(server.await.unwrap(), "the increment was sent again");
 }
@@ -226,7 +226,7 @@ async fn a_user_written_retry_layer_replaces_the_stack_s() {
             drop(server.await.unwrap());
         } else {
             let error = answer.expect_err("no retry without the user's layer");
-            assert_eq!(error.kind(), &ErrorKind::Connection, "{error:?}");
+            assert_eq!(error.kind(), ErrorKind::Connection, "{error:?}");
             server.abort();
         }
     }

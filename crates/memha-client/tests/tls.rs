@@ -244,7 +244,7 @@ async fn server_name_override_is_checked() {
         tls(trusting(&ca).server_name("elsewhere.test").build().unwrap()),
     );
     let err = wrong.get("k").await.unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::Connect, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
     let cause = TlsError::find(&err).expect("a TLS cause");
     assert_eq!(cause.kind(), TlsErrorKind::NameMismatch, "{err}");
 }
@@ -259,7 +259,7 @@ async fn an_untrusted_certificate_is_a_typed_connect_error() {
     let started = Instant::now();
     let err = client.set("k", "v").await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(1), "fails fast");
-    assert_eq!(err.kind(), &ErrorKind::Connect, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
     assert!(err.is_unsent(), "nothing was sent: {err:?}");
     assert_eq!(err.node(), Some(node.addr));
     let cause = TlsError::find(&err).expect("a TLS cause");
@@ -304,7 +304,7 @@ async fn a_tls_client_against_a_plaintext_node_fails_clearly() {
         took < Duration::from_secs(1),
         "bounded by the connect timeout: {took:?}"
     );
-    assert_eq!(err.kind(), &ErrorKind::Connect, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
     let cause = TlsError::find(&err).expect("a TLS cause");
     assert_eq!(cause.kind(), TlsErrorKind::NotTls, "{err}");
 }
@@ -639,7 +639,7 @@ async fn a_discovered_node_is_checked_against_the_name_it_is_listed_under() {
     );
     let err = client.set("tls:impostor", "no").await.unwrap_err();
     assert!(
-        err.is_connection() || *err.kind() == ErrorKind::NoNodes,
+        err.is_connection() || err.kind() == ErrorKind::NoNodes,
         "{err:?}"
     );
 

@@ -32,7 +32,7 @@ async fn invalid_keys_are_refused_and_nothing_is_sent() {
             client.touch(key, Duration::from_secs(1)).await.unwrap_err(),
         ];
         for err in errors {
-            assert_eq!(err.kind(), &ErrorKind::InvalidKey, "{key:?}: {err}");
+            assert_eq!(err.kind(), ErrorKind::InvalidKey, "{key:?}: {err}");
             assert!(err.is_unsent() && !err.is_retryable());
         }
     }
@@ -71,7 +71,7 @@ async fn oversized_values_are_refused_and_nothing_is_sent() {
     ] {
         assert_eq!(
             err.kind(),
-            &ErrorKind::ValueTooLarge {
+            ErrorKind::ValueTooLarge {
                 len: 1001,
                 max: 1000
             }

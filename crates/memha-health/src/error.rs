@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::state::Observation;
@@ -10,7 +11,7 @@ use crate::state::Observation;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What went wrong, for callers that branch on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The node is [`Down`](crate::NodeState::Down): [`Health`](crate::Health)
@@ -39,11 +40,11 @@ pub enum ErrorKind {
     },
 }
 
-/// The error of every fallible operation in this crate.
-#[derive(Debug)]
+/// The error of every fallible operation in this crate. Cloning is cheap.
+#[derive(Debug, Clone)]
 pub struct Error {
     kind: ErrorKind,
-    source: Option<BoxError>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl Error {
@@ -65,13 +66,13 @@ impl Error {
     pub fn probe(observation: Observation, source: impl Into<BoxError>) -> Self {
         Error {
             kind: ErrorKind::Probe { observation },
-            source: Some(source.into()),
+            source: Some(Arc::from(source.into())),
         }
     }
 
     /// What went wrong.
-    pub fn kind(&self) -> &ErrorKind {
-        &self.kind
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
     }
 
     /// True when a request was refused because its node is down.

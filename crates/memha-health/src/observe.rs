@@ -97,7 +97,7 @@ impl ClassifyOutcome for Error {
         match self.kind() {
             ErrorKind::Probe { observation } => match observation {
                 Observation::Success | Observation::Neutral => Observation::Failure,
-                other => *other,
+                other => other,
             },
             ErrorKind::NodeDown { .. } | ErrorKind::NotEnoughNodes { .. } => Observation::Neutral,
         }

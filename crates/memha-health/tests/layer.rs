@@ -44,7 +44,7 @@ fn miss() -> Reply {
 
 fn node_down(err: &BoxError) -> bool {
     err.downcast_ref::<Error>()
-        .is_some_and(|err| err.kind() == &ErrorKind::NodeDown { node: addr() })
+        .is_some_and(|err| err.kind() == ErrorKind::NodeDown { node: addr() })
 }
 
 #[tokio::test(start_paused = true)]

@@ -774,7 +774,7 @@ async fn wait_for_nodes_returns_when_enough_are_up_or_fails_typed_at_the_deadlin
     assert_eq!(start.elapsed(), 9 * SEC);
     assert_eq!(
         err.kind(),
-        &ErrorKind::NotEnoughNodes {
+        ErrorKind::NotEnoughNodes {
             wanted: 3,
             up: 2,
             waited: 5 * SEC

@@ -43,7 +43,7 @@ impl fmt::Display for KeyRule {
 }
 
 /// What went wrong, for callers that branch on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// A key broke a rule of the protocol; nothing was encoded.
@@ -111,8 +111,8 @@ impl Error {
     }
 
     /// What went wrong.
-    pub fn kind(&self) -> &ErrorKind {
-        &self.kind
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
     }
 
     /// True when a key was refused.

@@ -151,7 +151,7 @@ impl<T> Pipeline<T> {
     /// let mut pipeline = Pipeline::new(Default::default());
     /// let mut out = BytesMut::new();
     /// let refused = pipeline.submit(&mut Command::from(set), &mut out, ()).unwrap_err();
-    /// assert_eq!(refused.kind(), &ErrorKind::Unanswerable);
+    /// assert_eq!(refused.kind(), ErrorKind::Unanswerable);
     /// assert!(out.is_empty() && pipeline.is_empty());
     /// # Ok::<(), memha_proto::Error>(())
     /// ```
@@ -208,7 +208,7 @@ impl<T> Pipeline<T> {
     /// pipeline.submit(&mut Command::from(MetaGet::new(Key::new("a")?)), &mut out, ())?;
     /// // The reply echoes a stranger's token: it answers someone else.
     /// let stranger = pipeline.decode(&mut BytesMut::from(&b"EN O7\r\n"[..])).unwrap_err();
-    /// assert_eq!(stranger.kind(), &ErrorKind::UnexpectedReply);
+    /// assert_eq!(stranger.kind(), ErrorKind::UnexpectedReply);
     /// # Ok::<(), memha_proto::Error>(())
     /// ```
     pub fn decode(&mut self, input: &mut BytesMut) -> Result<Option<(T, Reply)>, Error> {

@@ -87,7 +87,7 @@ fn a_4_gib_value_is_refused_before_allocating() {
         .unwrap_err();
     assert_eq!(
         err.kind(),
-        &ErrorKind::ValueTooLarge {
+        ErrorKind::ValueTooLarge {
             len: 4 << 30,
             max: 1 << 20
         }
@@ -107,7 +107,7 @@ fn a_line_that_never_ends_is_refused_at_the_bound() {
             Err(err) => break err,
         }
     };
-    assert_eq!(err.kind(), &ErrorKind::LineTooLong { max: 8 * 1024 });
+    assert_eq!(err.kind(), ErrorKind::LineTooLong { max: 8 * 1024 });
     assert!(err.is_decode());
 }
 
@@ -117,7 +117,7 @@ fn more_values_than_keys_asked_is_refused() {
     let err = ReplyDecoder::default()
         .decode(&mut buf, ReplyKind::Values { max_items: 1 })
         .unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::TooManyItems { max: 1 });
+    assert_eq!(err.kind(), ErrorKind::TooManyItems { max: 1 });
 }
 
 #[test]
@@ -126,7 +126,7 @@ fn a_reply_of_the_wrong_kind_is_a_decode_error() {
     let err = ReplyDecoder::default()
         .decode(&mut buf, ReplyKind::Meta)
         .unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::UnexpectedReply);
+    assert_eq!(err.kind(), ErrorKind::UnexpectedReply);
 }
 
 #[test]
@@ -135,7 +135,7 @@ fn a_bare_line_feed_is_malformed() {
     let err = ReplyDecoder::default()
         .decode(&mut buf, ReplyKind::Meta)
         .unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::Malformed);
+    assert_eq!(err.kind(), ErrorKind::Malformed);
 }
 
 #[test]

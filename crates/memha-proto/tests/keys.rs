@@ -36,7 +36,7 @@ proptest! {
         let position = at.index(key.len());
         key[position] = bad;
         let err = Key::new(key).unwrap_err();
-        prop_assert_eq!(err.kind(), &ErrorKind::InvalidKey(KeyRule::ForbiddenByte { byte: bad, position }));
+        prop_assert_eq!(err.kind(), ErrorKind::InvalidKey(KeyRule::ForbiddenByte { byte: bad, position }));
         prop_assert!(err.is_invalid_key());
     }
 
@@ -44,14 +44,14 @@ proptest! {
     fn keys_over_250_bytes_are_refused(key in prop::collection::vec(valid_byte(), 251..=600)) {
         let len = key.len();
         let err = Key::new(key).unwrap_err();
-        prop_assert_eq!(err.kind(), &ErrorKind::InvalidKey(KeyRule::TooLong { len }));
+        prop_assert_eq!(err.kind(), ErrorKind::InvalidKey(KeyRule::TooLong { len }));
     }
 }
 
 #[test]
 fn the_empty_key_is_refused() {
     let err = Key::new("").unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::InvalidKey(KeyRule::Empty));
+    assert_eq!(err.kind(), ErrorKind::InvalidKey(KeyRule::Empty));
     assert_eq!(err.to_string(), "invalid key: key is empty");
 }
 

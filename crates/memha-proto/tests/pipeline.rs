@@ -83,7 +83,7 @@ fn a_reply_that_does_not_echo_its_token_is_refused() {
         let mut out = BytesMut::new();
         pipeline.submit(&mut meta_get("a"), &mut out, ()).unwrap();
         let error = pipeline.decode(&mut BytesMut::from(stranger)).unwrap_err();
-        assert_eq!(error.kind(), &ErrorKind::UnexpectedReply, "{stranger:?}");
+        assert_eq!(error.kind(), ErrorKind::UnexpectedReply, "{stranger:?}");
         assert!(error.is_decode());
     }
 }
@@ -108,7 +108,7 @@ fn a_callers_own_token_is_kept_and_checked_and_fresh_ones_are_given_back() {
     let mut pipeline = Pipeline::new(Limits::default()).tokens(false);
     pipeline.submit(&mut own, &mut BytesMut::new(), ()).unwrap();
     let error = pipeline.decode(&mut BytesMut::from(&b"HD O7\r\n"[..]));
-    assert_eq!(error.unwrap_err().kind(), &ErrorKind::UnexpectedReply);
+    assert_eq!(error.unwrap_err().kind(), ErrorKind::UnexpectedReply);
 }
 
 #[test]
@@ -118,7 +118,7 @@ fn bytes_no_request_asked_for_are_refused() {
     let error = pipeline
         .decode(&mut BytesMut::from(&b"HD\r\n"[..]))
         .unwrap_err();
-    assert_eq!(error.kind(), &ErrorKind::UnexpectedReply);
+    assert_eq!(error.kind(), ErrorKind::UnexpectedReply);
     // One past the last answer, too.
     pipeline
         .submit(&mut Command::Version, &mut BytesMut::new(), ())
@@ -126,7 +126,7 @@ fn bytes_no_request_asked_for_are_refused() {
     let mut input = BytesMut::from(&b"VERSION 1\r\nVERSION 1\r\n"[..]);
     assert!(pipeline.decode(&mut input).unwrap().is_some());
     let error = pipeline.decode(&mut input).unwrap_err();
-    assert_eq!(error.kind(), &ErrorKind::UnexpectedReply);
+    assert_eq!(error.kind(), ErrorKind::UnexpectedReply);
 }
 
 #[test]
@@ -167,7 +167,7 @@ fn commands_that_may_go_unanswered_or_are_too_large_are_refused_with_nothing_wri
     let mut out = BytesMut::from(&b"earlier"[..]);
     for (mut command, kind) in refused {
         let error = pipeline.submit(&mut command, &mut out, ()).unwrap_err();
-        assert_eq!(error.kind(), &kind, "{command:?}");
+        assert_eq!(error.kind(), kind, "{command:?}");
         assert_eq!(&out[..], b"earlier");
         assert!(pipeline.is_empty());
         assert_eq!(pipeline.submitted(), 0);

@@ -227,7 +227,7 @@ impl Backend {
     async fn get(&self, key: String) -> Result<Option<Bytes>, Error> {
         match self.client.get(key).await {
             Ok(item) => Ok(item.map(|item| item.value)),
-            Err(err) if *err.kind() == memha_client::ErrorKind::InvalidKey => Ok(None),
+            Err(err) if err.kind() == memha_client::ErrorKind::InvalidKey => Ok(None),
             Err(err) => Err(err.into()),
         }
     }
@@ -258,7 +258,7 @@ impl Backend {
         self.check_size(&value)?;
         match self.client.replace(key, value).ttl(ttl).await {
             Ok(outcome) => Ok(outcome == StoreOutcome::Stored),
-            Err(err) if *err.kind() == memha_client::ErrorKind::InvalidKey => Ok(false),
+            Err(err) if err.kind() == memha_client::ErrorKind::InvalidKey => Ok(false),
             Err(err) => Err(err.into()),
         }
     }
@@ -271,7 +271,7 @@ impl Backend {
         }
         match self.client.touch(key, ttl).await {
             Ok(_) => Ok(()),
-            Err(err) if *err.kind() == memha_client::ErrorKind::InvalidKey => Ok(()),
+            Err(err) if err.kind() == memha_client::ErrorKind::InvalidKey => Ok(()),
             Err(err) => Err(err.into()),
         }
     }
@@ -280,7 +280,7 @@ impl Backend {
     async fn delete(&self, key: String) -> Result<(), Error> {
         match self.client.delete(key).await {
             Ok(_) => Ok(()),
-            Err(err) if *err.kind() == memha_client::ErrorKind::InvalidKey => Ok(()),
+            Err(err) if err.kind() == memha_client::ErrorKind::InvalidKey => Ok(()),
             Err(err) => Err(err.into()),
         }
     }

@@ -58,11 +58,11 @@ fn bad_keys_are_refused_before_anything_is_encoded() {
     runner
         .run(&bad_key(), |key| {
             let err = key.as_slice().into_key().expect_err("refused");
-            prop_assert_eq!(err.kind(), &ErrorKind::InvalidKey);
+            prop_assert_eq!(err.kind(), ErrorKind::InvalidKey);
             prop_assert!(memha_client::proto::Key::new(key.clone()).is_err());
             if let Ok(text) = String::from_utf8(key.clone()) {
                 let err = text.into_key().unwrap_err();
-                prop_assert_eq!(err.kind(), &ErrorKind::InvalidKey);
+                prop_assert_eq!(err.kind(), ErrorKind::InvalidKey);
             }
             Ok(())
         })
@@ -81,7 +81,7 @@ async fn every_call(client: &Client, key: &[u8]) -> Vec<(&'static str, ErrorKind
     let key = Bytes::copy_from_slice(key);
     let kind = |r: Result<(), memha_client::Error>| match r {
         Ok(()) => ErrorKind::Other,
-        Err(e) => e.kind().clone(),
+        Err(e) => e.kind(),
     };
     vec![
         ("get", kind(client.get(key.clone()).await.map(drop))),

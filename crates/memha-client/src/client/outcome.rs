@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use memha_proto::{MetaReply, MetaStatus, Reply, ServerError, ServerErrorKind};
 
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::item::{DeleteOutcome, Item, StoreOutcome, TouchOutcome};
 
 /// The meta frame of a reply; a server error line becomes an error.
@@ -34,7 +34,7 @@ pub(super) fn server_error(error: ServerError) -> Error {
     } else {
         format!("{prefix} {}", error.message)
     };
-    Error::new(ErrorKind::Server(message))
+    Error::server(message)
 }
 
 fn unexpected(reply: &Reply) -> Error {
@@ -143,6 +143,7 @@ pub(super) fn stats(reply: Reply) -> Result<BTreeMap<String, String>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use bytes::Bytes;
     use memha_proto::{MetaFlags, ReplyDecoder, ReplyKind};
 
@@ -164,7 +165,7 @@ mod tests {
         assert_eq!(item(decode("EN\r\n")).unwrap(), None);
         assert_eq!(
             item(decode("NS\r\n")).unwrap_err().kind(),
-            &ErrorKind::Protocol
+            ErrorKind::Protocol
         );
     }
 
@@ -186,15 +187,17 @@ mod tests {
             kind: ServerErrorKind::Server,
             message: "out of memory storing object".into(),
         });
+        let error = store(reply).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Server);
         assert_eq!(
-            store(reply).unwrap_err().kind(),
-            &ErrorKind::Server("SERVER_ERROR out of memory storing object".into())
+            error.server_message(),
+            Some("SERVER_ERROR out of memory storing object")
         );
         let meta = Reply::Meta(MetaReply {
             status: MetaStatus::Stored,
             value: None,
             flags: MetaFlags::default(),
         });
-        assert_eq!(version(meta).unwrap_err().kind(), &ErrorKind::Protocol);
+        assert_eq!(version(meta).unwrap_err().kind(), ErrorKind::Protocol);
     }
 }

@@ -133,7 +133,7 @@ mod tests {
         ));
         assert!(!RetryPolicy::is_retry_safe(
             &get(),
-            &Error::new(ErrorKind::Server("out of memory".into()))
+            &Error::server("out of memory")
         ));
         assert!(!RetryPolicy::is_retry_safe(
             &get(),
@@ -167,7 +167,7 @@ mod tests {
         let (_, respond) = handle.next_request().await.unwrap();
         respond.send_error(lost(false));
         let error = call.await.unwrap().unwrap_err();
-        assert_eq!(error.kind(), &ErrorKind::Connection);
+        assert_eq!(error.kind(), ErrorKind::Connection);
         assert!(
             no_more_requests(&mut handle).await,
             "the write must not be sent again"
@@ -185,7 +185,7 @@ mod tests {
             respond.send_error(Error::new(ErrorKind::Connect));
         }
         let error = call.await.unwrap().unwrap_err();
-        assert_eq!(error.kind(), &ErrorKind::Connect);
+        assert_eq!(error.kind(), ErrorKind::Connect);
         assert!(no_more_requests(&mut handle).await);
     }
 

@@ -105,8 +105,8 @@ mod tests {
             Ok(Route::Decide { .. }) => "decide",
             Ok(Route::FlushAll(_)) => "flush_all",
             Ok(Route::AnyNode(_)) => "any node",
-            Err(error) if *error.kind() == ErrorKind::Unsupported => "unsupported",
-            Err(error) if *error.kind() == ErrorKind::InvalidKey => "invalid key",
+            Err(error) if error.kind() == ErrorKind::Unsupported => "unsupported",
+            Err(error) if error.kind() == ErrorKind::InvalidKey => "invalid key",
             Err(_) => "other error",
         }
     }

@@ -25,7 +25,7 @@ use super::counters::Event;
 use super::fanout::{Calls, Order, Stragglers, Watched};
 use super::members::Member;
 use super::Shared;
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::Ttl;
 
 /// Every key memha keeps for itself starts with this; user keys may not.
@@ -169,12 +169,9 @@ impl Shared {
         if !stored.is_empty() {
             return Ok(at_ms);
         }
-        Err(Error::new(ErrorKind::PartialWrite {
-            acked: 0,
-            required: 1,
-            failed: holders.iter().map(|m| m.addr).collect(),
-        })
-        .with_detail("no node stored the record of the nodes that missed the write"))
+        let failed = holders.iter().map(|m| m.addr).collect();
+        Err(Error::new_partial_write(0, 1, failed)
+            .with_detail("no node stored the record of the nodes that missed the write"))
     }
 
     /// Records on `nodes` that every node of `missed` missed a write of

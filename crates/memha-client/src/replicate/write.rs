@@ -15,7 +15,7 @@ use super::reply::{shaped, status_reply};
 use super::resolve;
 use super::stale::{self, Marked};
 use super::Shared;
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use tracing::Instrument;
 
 /// How long a write that met its ack policy waits for the other writable
@@ -398,11 +398,7 @@ impl Shared {
             .answers
             .iter()
             .find_map(|(_, answer)| answer.as_ref().err().cloned());
-        let mut error = Error::new(ErrorKind::PartialWrite {
-            acked: gathered.acked,
-            required,
-            failed,
-        });
+        let mut error = Error::new_partial_write(gathered.acked, required, failed);
         if let Some(cause) = first_error {
             error = error.with_source(cause);
         }
