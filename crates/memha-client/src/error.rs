@@ -208,16 +208,9 @@ impl Error {
                 if error.is::<tower::timeout::error::Elapsed>() {
                     Error::new(ErrorKind::Timeout)
                 } else {
-                    Error {
-                        inner: Box::new(Inner {
-                            kind: ErrorKind::Other,
-                            data: Data::None,
-                            unsent: false,
-                            node: None,
-                            detail: None,
-                            source: Some(Arc::from(error)),
-                        }),
-                    }
+                    let mut other = Error::new(ErrorKind::Other);
+                    other.inner.source = Some(Arc::from(error));
+                    other
                 }
             }
         }

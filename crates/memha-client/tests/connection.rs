@@ -256,8 +256,10 @@ async fn connecting_is_bounded_by_the_connect_timeout() {
 
 #[tokio::test]
 async fn commands_without_an_answer_are_refused() {
-    let (addr, _accepted) = fake_server().await;
-    let connection = Connection::new(addr, scripted());
+    let (addr, mut accepted) = fake_server().await;
+    // A window of one: a refused request that kept its place would leave
+    // no room for the last one.
+    let connection = Connection::new(addr, scripted().max_in_flight(1));
     let mut quiet = MetaSet::new(Key::new("k").unwrap(), "v");
     quiet.quiet = true;
     let noreply = Command::Delete {
@@ -271,4 +273,9 @@ async fn commands_without_an_answer_are_refused() {
     }
     assert_eq!(connection.metrics().requests, 0);
     assert!(!connection.is_connected());
+    let version = send(&connection, Command::Version).await;
+    let mut server = next_connection(&mut accepted).await;
+    assert_eq!(read_lines(&mut server, 1).await, "version\r\n");
+    server.write_all(b"VERSION 1.6.21\r\n").await.unwrap();
+    assert!(matches!(answer(version).await.unwrap(), Reply::Version(_)));
 }

@@ -9,8 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use memha_proto::{
-    ClusterConfig, Command, Key, Limits, Reply, ReplyDecoder, Retrieval, ServerError,
-    ServerErrorKind,
+    ClusterConfig, Command, Key, Limits, Pipeline, Reply, Retrieval, ServerErrorKind,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -154,12 +153,11 @@ impl ElastiCacheConfigSource {
         let mut conn = Conn {
             stream,
             buf: BytesMut::with_capacity(4096),
-            decoder: ReplyDecoder::new(self.limits),
-            limits: self.limits,
+            pipeline: Pipeline::new(self.limits),
             read_timeout: self.read_timeout,
             endpoint: &endpoint,
         };
-        let payload = match conn.request(&Command::ConfigGetCluster).await? {
+        let payload = match conn.request(Command::ConfigGetCluster).await? {
             Reply::Config(payload) => payload,
             Reply::Error(err) if err.kind == ServerErrorKind::UnknownCommand => {
                 tracing::debug!(
@@ -171,10 +169,7 @@ impl ElastiCacheConfigSource {
             Reply::Error(err) => {
                 return Err(Error::new(
                     ErrorKind::Protocol,
-                    format!(
-                        "{endpoint} answered `config get cluster` with {}",
-                        server_error(&err)
-                    ),
+                    format!("{endpoint} answered `config get cluster` with {err}"),
                 ))
             }
             other => return Err(unexpected(&endpoint, "config get cluster", &other)),
@@ -197,7 +192,7 @@ impl ElastiCacheConfigSource {
             kind: Retrieval::Get,
             keys: vec![key],
         };
-        match conn.request(&get).await? {
+        match conn.request(get).await? {
             Reply::Values(mut values) => match values.pop() {
                 Some(value) if values.is_empty() && value.key == LEGACY_KEY.as_bytes() => {
                     Ok(value.data)
@@ -220,11 +215,7 @@ impl ElastiCacheConfigSource {
             },
             Reply::Error(err) => Err(Error::new(
                 ErrorKind::Protocol,
-                format!(
-                    "{} answered `get {LEGACY_KEY}` with {}",
-                    conn.endpoint,
-                    server_error(&err)
-                ),
+                format!("{} answered `get {LEGACY_KEY}` with {err}", conn.endpoint),
             )),
             other => Err(unexpected(conn.endpoint, "get", &other)),
         }
@@ -340,31 +331,29 @@ pub trait EndpointConnector: fmt::Debug + Send + Sync + 'static {
 struct Conn<'a> {
     stream: EndpointStream,
     buf: BytesMut,
-    decoder: ReplyDecoder,
-    limits: Limits,
+    pipeline: Pipeline<()>,
     read_timeout: Duration,
     endpoint: &'a str,
 }
 
 impl Conn<'_> {
-    async fn request(&mut self, command: &Command) -> Result<Reply, Error> {
-        let name = command.name();
+    async fn request(&mut self, mut command: Command) -> Result<Reply, Error> {
         let mut out = BytesMut::new();
-        command.encode(&mut out, &self.limits).map_err(|err| {
-            Error::with_source(ErrorKind::Protocol, format!("encoding `{name}`"), err)
-        })?;
-        let Some(kind) = command.reply_kind() else {
-            return Err(Error::new(
-                ErrorKind::Protocol,
-                format!("`{name}` expects no reply"),
-            ));
-        };
+        self.pipeline
+            .submit(&mut command, &mut out, ())
+            .map_err(|err| {
+                let name = command.name();
+                Error::with_source(ErrorKind::Protocol, format!("encoding `{name}`"), err)
+            })?;
+        // Messages name the request as it went on the wire.
+        let line_end = out.iter().position(|&b| b == b'\r').unwrap_or(out.len());
+        let request = String::from_utf8_lossy(&out[..line_end]).into_owned();
         let deadline = Instant::now() + self.read_timeout;
         let timed_out = || {
             Error::new(
                 ErrorKind::Timeout,
                 format!(
-                    "{} did not answer `{name}` within {:?}",
+                    "{} did not answer `{request}` within {:?}",
                     self.endpoint, self.read_timeout
                 ),
             )
@@ -375,18 +364,18 @@ impl Conn<'_> {
             .map_err(|err| {
                 Error::with_source(
                     ErrorKind::Io,
-                    format!("sending `{name}` to {}", self.endpoint),
+                    format!("sending `{request}` to {}", self.endpoint),
                     err,
                 )
             })?;
         loop {
-            match self.decoder.decode(&mut self.buf, kind) {
-                Ok(Some(reply)) => return Ok(reply),
+            match self.pipeline.decode(&mut self.buf) {
+                Ok(Some(((), reply))) => return Ok(reply),
                 Ok(None) => {}
                 Err(err) => {
                     return Err(Error::with_source(
                         ErrorKind::Protocol,
-                        format!("bad reply from {} to `{name}`", self.endpoint),
+                        format!("bad reply from {} to `{request}`", self.endpoint),
                         err,
                     ))
                 }
@@ -397,7 +386,7 @@ impl Conn<'_> {
                 .map_err(|err| {
                     Error::with_source(
                         ErrorKind::Io,
-                        format!("reading the reply to `{name}` from {}", self.endpoint),
+                        format!("reading the reply to `{request}` from {}", self.endpoint),
                         err,
                     )
                 })?;
@@ -405,27 +394,13 @@ impl Conn<'_> {
                 return Err(Error::new(
                     ErrorKind::Protocol,
                     format!(
-                        "{} closed the connection before a complete reply to `{name}` ({} bytes received)",
+                        "{} closed the connection before a complete reply to `{request}` ({} bytes received)",
                         self.endpoint,
                         self.buf.len()
                     ),
                 ));
             }
         }
-    }
-}
-
-/// The error line as the server wrote it.
-fn server_error(err: &ServerError) -> String {
-    let line = match err.kind {
-        ServerErrorKind::UnknownCommand => "ERROR",
-        ServerErrorKind::Client => "CLIENT_ERROR",
-        ServerErrorKind::Server => "SERVER_ERROR",
-    };
-    if err.message.is_empty() {
-        line.to_owned()
-    } else {
-        format!("{line} {}", err.message)
     }
 }
 

@@ -69,13 +69,13 @@ impl HealthConfig {
         flap_hold_max: Duration::from_secs(30),
     };
 
-    /// Sets [`timeout_threshold`](Self::timeout_threshold).
+    /// Sets [`timeout_threshold`](#structfield.timeout_threshold).
     pub fn timeout_threshold(mut self, threshold: u32) -> Self {
         self.timeout_threshold = threshold;
         self
     }
 
-    /// Sets [`up_interval`](Self::up_interval).
+    /// Sets [`up_interval`](#structfield.up_interval).
     pub fn up_interval(mut self, interval: Duration) -> Self {
         self.up_interval = interval;
         self
@@ -89,13 +89,13 @@ impl HealthConfig {
         self
     }
 
-    /// Sets [`jitter`](Self::jitter).
+    /// Sets [`jitter`](#structfield.jitter).
     pub fn jitter(mut self, jitter: f64) -> Self {
         self.jitter = jitter;
         self
     }
 
-    /// Sets [`rejoin_timeout`](Self::rejoin_timeout).
+    /// Sets [`rejoin_timeout`](#structfield.rejoin_timeout).
     pub fn rejoin_timeout(mut self, timeout: Duration) -> Self {
         self.rejoin_timeout = timeout;
         self

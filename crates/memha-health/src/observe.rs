@@ -63,7 +63,10 @@ impl ClassifyOutcome for memha_proto::Error {
             Observation::Neutral
         } else {
             match self.kind() {
-                memha_proto::ErrorKind::NoKeys => Observation::Neutral,
+                // Refused before anything was sent.
+                memha_proto::ErrorKind::NoKeys | memha_proto::ErrorKind::Unanswerable => {
+                    Observation::Neutral
+                }
                 _ => Observation::Failure,
             }
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
-use memha_proto::{Command, Limits, Reply, ReplyDecoder, ReplyKind, Stat, StatsGroup};
+use memha_proto::{Command, Limits, Pipeline, Reply, Stat, StatsGroup};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -306,19 +306,18 @@ impl MemcachedProbe {
         mut stream: S,
     ) -> Result<ProbeReport, Error> {
         let io_error = |err: io::Error| Error::probe(err.observation(), err);
-        let limits = Limits::default();
+        let mut pipeline = Pipeline::new(Limits::default());
         let mut request = BytesMut::new();
-        Command::Stats(StatsGroup::General)
-            .encode(&mut request, &limits)
+        pipeline
+            .submit(&mut Command::Stats(StatsGroup::General), &mut request, ())
             .map_err(|err| Error::probe(Observation::Failure, err))?;
         stream.write_all(&request).await.map_err(io_error)?;
         stream.flush().await.map_err(io_error)?;
 
-        let mut decoder = ReplyDecoder::new(limits);
         let mut buffer = BytesMut::with_capacity(4096);
         loop {
-            match decoder.decode(&mut buffer, ReplyKind::Stats) {
-                Ok(Some(Reply::Stats(stats))) => return Ok(ProbeReport::from_stats(&stats)),
+            match pipeline.decode(&mut buffer) {
+                Ok(Some(((), Reply::Stats(stats)))) => return Ok(ProbeReport::from_stats(&stats)),
                 Ok(Some(_)) => return Ok(ProbeReport::new()),
                 Ok(None) => {}
                 Err(err) => return Err(Error::probe(Observation::Failure, err)),

@@ -42,6 +42,14 @@ impl MemcachedCodec {
         }
     }
 
+    /// Whether to tag meta commands with opaque tokens their replies must
+    /// echo (on by default): see [`Pipeline::tokens`].
+    pub fn tokens(self, on: bool) -> Self {
+        MemcachedCodec {
+            pipeline: self.pipeline.tokens(on),
+        }
+    }
+
     /// How many replies are awaited.
     pub fn in_flight(&self) -> usize {
         self.pipeline.len()

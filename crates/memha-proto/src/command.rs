@@ -34,6 +34,7 @@ pub struct MetaGet {
     /// Do not bump the item in the LRU (`u`).
     pub no_lru_bump: bool,
     /// Suppress the miss reply (`q`); match replies with [`opaque`](Self::opaque) and end the batch with `mn`.
+    /// A [`Pipeline`](crate::Pipeline), which matches replies in order, refuses quiet commands.
     pub quiet: bool,
     /// An opaque token echoed in the reply (`O`).
     pub opaque: Option<u32>,
@@ -309,7 +310,9 @@ pub enum Command {
     MetaDelete(MetaDelete),
     /// `ma`.
     MetaArithmetic(MetaArithmetic),
-    /// `mn`: answers `MN`; ends a pipelined batch of quiet commands.
+    /// `mn`: answers `MN`; ends a pipelined batch of quiet commands (which
+    /// a caller encoding them itself matches by opaque token: a
+    /// [`Pipeline`](crate::Pipeline) refuses them).
     MetaNoop,
     /// `get`, `gets`, `gat`, `gats` for one or more keys.
     Retrieve {
@@ -740,7 +743,7 @@ impl Command {
         Ok(())
     }
 
-    fn check(&self, limits: &Limits) -> Result<(), Error> {
+    pub(crate) fn check(&self, limits: &Limits) -> Result<(), Error> {
         let value = match self {
             Command::MetaSet(c) => &c.value,
             Command::Store { value, .. } => value,

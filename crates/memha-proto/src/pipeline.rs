@@ -128,6 +128,29 @@ impl<T> Pipeline<T> {
         self.submitted
     }
 
+    /// Whether [`submit`](Self::submit) would take `command`: it fails as
+    /// `submit` would, for a command the server may leave unanswered, an
+    /// oversized value or a retrieval with no key; else it gives the kind
+    /// of reply the command gets. Encodes nothing.
+    ///
+    /// ```
+    /// use memha_proto::{Command, ErrorKind, Pipeline, ReplyKind};
+    ///
+    /// let pipeline: Pipeline<()> = Pipeline::new(Default::default());
+    /// assert_eq!(pipeline.check(&Command::Version)?, ReplyKind::Version);
+    /// let noop = pipeline.check(&Command::MetaNoop)?; // `mn` is always answered
+    /// assert_eq!(noop, ReplyKind::Meta);
+    /// # Ok::<(), memha_proto::Error>(())
+    /// ```
+    pub fn check(&self, command: &Command) -> Result<ReplyKind, Error> {
+        let kind = match command.reply_kind() {
+            Some(kind) if !command.is_quiet() => kind,
+            _ => return Err(Error::new(ErrorKind::Unanswerable)),
+        };
+        command.check(&self.limits)?;
+        Ok(kind)
+    }
+
     /// Appends `command`'s wire form to `out` and records that its reply,
     /// handed back with `payload`, comes after those of the requests
     /// submitted before it.
@@ -161,10 +184,7 @@ impl<T> Pipeline<T> {
         out: &mut BytesMut,
         payload: T,
     ) -> Result<(), Error> {
-        let kind = match command.reply_kind() {
-            Some(kind) if !command.is_quiet() => kind,
-            _ => return Err(Error::new(ErrorKind::Unanswerable)),
-        };
+        let kind = self.check(command)?;
         let before = out.len();
         let fresh_token = self.tokens && command.opaque_mut().is_some_and(|slot| slot.is_none());
         if fresh_token {

@@ -158,6 +158,30 @@ pub struct ServerError {
     pub message: String,
 }
 
+/// The error line as the server wrote it.
+///
+/// ```
+/// use memha_proto::{ServerError, ServerErrorKind};
+///
+/// let full = ServerError { kind: ServerErrorKind::Server, message: "out of memory".into() };
+/// assert_eq!(full.to_string(), "SERVER_ERROR out of memory");
+/// let bare = ServerError { kind: ServerErrorKind::UnknownCommand, message: String::new() };
+/// assert_eq!(bare.to_string(), "ERROR");
+/// ```
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let line = match self.kind {
+            ServerErrorKind::UnknownCommand => "ERROR",
+            ServerErrorKind::Client => "CLIENT_ERROR",
+            ServerErrorKind::Server => "SERVER_ERROR",
+        };
+        match self.message.is_empty() {
+            true => f.write_str(line),
+            false => write!(f, "{line} {}", self.message),
+        }
+    }
+}
+
 /// A decoded reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -243,3 +243,22 @@ fn a_reader_takes_the_requests_submitted_meanwhile_in_order() {
     }
     assert_eq!(ids, [1, 2, 3]);
 }
+
+#[test]
+fn noop_carries_no_token_and_a_refused_command_takes_none() {
+    let mut pipeline = Pipeline::new(Limits::default());
+    let mut out = BytesMut::new();
+    let mut quiet = MetaGet::new(key("q"));
+    quiet.quiet = true;
+    assert!(pipeline
+        .submit(&mut Command::MetaGet(quiet), &mut out, ())
+        .is_err());
+    pipeline
+        .submit(&mut Command::MetaNoop, &mut out, ())
+        .unwrap();
+    pipeline.submit(&mut meta_get("a"), &mut out, ()).unwrap();
+    assert_eq!(&out[..], b"mn\r\nmg a v O0\r\n");
+    let mut input = BytesMut::from(&b"MN\r\nEN O0\r\n"[..]);
+    assert!(pipeline.decode(&mut input).unwrap().is_some());
+    assert!(pipeline.decode(&mut input).unwrap().is_some());
+}

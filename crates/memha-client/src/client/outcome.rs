@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use memha_proto::{MetaReply, MetaStatus, Reply, ServerError, ServerErrorKind};
+use memha_proto::{MetaReply, MetaStatus, Reply, ServerError};
 
 use crate::error::Error;
 use crate::item::{DeleteOutcome, Item, StoreOutcome, TouchOutcome};
@@ -24,17 +24,7 @@ fn not_meta(reply: Reply) -> Error {
 }
 
 pub(super) fn server_error(error: ServerError) -> Error {
-    let prefix = match error.kind {
-        ServerErrorKind::UnknownCommand => "ERROR",
-        ServerErrorKind::Client => "CLIENT_ERROR",
-        ServerErrorKind::Server => "SERVER_ERROR",
-    };
-    let message = if error.message.is_empty() {
-        prefix.to_owned()
-    } else {
-        format!("{prefix} {}", error.message)
-    };
-    Error::server(message)
+    Error::server(error.to_string())
 }
 
 fn unexpected(reply: &Reply) -> Error {
@@ -145,6 +135,7 @@ mod tests {
     use super::*;
     use crate::error::ErrorKind;
     use bytes::Bytes;
+    use memha_proto::ServerErrorKind;
     use memha_proto::{MetaFlags, ReplyDecoder, ReplyKind};
 
     fn decode(wire: &str) -> Reply {

@@ -25,8 +25,10 @@ use super::tls::TlsConfig;
 /// ```
 ///
 /// Each setting has a chainable setter; out-of-range values are
-/// clamped when used (a window of at least 1, a backoff cap no smaller
-/// than its start).
+/// clamped when a connection is made (a window of at least 1, a connect
+/// timeout of at least 1 ms, a backoff cap no smaller than its start,
+/// reads of 4 KiB to 16 MiB), and
+/// [`Connection::config`](crate::Connection::config) shows them clamped.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ConnectionConfig {
@@ -115,8 +117,8 @@ impl ConnectionConfig {
         self
     }
 
-    /// How much the reader asks of the socket at a time (default 64 KiB,
-    /// at least 4 KiB).
+    /// How much the reader asks of the socket at a time (default 64 KiB;
+    /// 4 KiB to 16 MiB).
     pub fn read_buffer(mut self, bytes: usize) -> Self {
         self.read_buffer = bytes;
         self
@@ -161,6 +163,19 @@ impl ConnectionConfig {
         probe
     }
 
+    /// The settings with every value clamped into range: a window of at
+    /// least 1, a connect timeout of at least 1 ms, a backoff cap no
+    /// smaller than its start, reads of 4 KiB to 16 MiB.
+    pub(crate) fn normalized(&self) -> ConnectionConfig {
+        ConnectionConfig {
+            connect_timeout: self.connect_timeout.max(Duration::from_millis(1)),
+            max_in_flight: self.max_in_flight.max(1),
+            backoff_max: self.backoff_max.max(self.backoff_min),
+            read_buffer: self.read_buffer.clamp(4 * 1024, 16 * 1024 * 1024),
+            ..self.clone()
+        }
+    }
+
     /// The wait before the next attempt after `failures` consecutive failed
     /// ones: exponential, capped, with jitter in `[delay / 2, delay]`.
     pub(crate) fn backoff(&self, failures: u32) -> Duration {
@@ -168,7 +183,7 @@ impl ConnectionConfig {
         let delay = self
             .backoff_min
             .saturating_mul(1 << exponent)
-            .min(self.backoff_max.max(self.backoff_min));
+            .min(self.backoff_max);
         let mut hasher = RandomState::new().build_hasher();
         hasher.write_u32(failures);
         let jitter = (hasher.finish() % 1024) as u32;

@@ -148,10 +148,11 @@ pub(super) struct Started {
 
 impl Shared {
     pub(super) fn new(addr: SocketAddr, config: ConnectionConfig) -> Self {
+        let config = config.normalized();
         let submitted = Pipeline::new(config.limits).tokens(config.reply_tokens);
         Shared {
             addr,
-            window: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            window: Arc::new(Semaphore::new(config.max_in_flight)),
             config,
             counters: Counters::default(),
             state: Mutex::new(State {
@@ -233,6 +234,10 @@ impl Shared {
     ) -> Result<ReplyReceiver, Error> {
         let mut guard = self.lock();
         let state = &mut *guard;
+        // A request refused for what it is says so, whatever the link's state.
+        if let Err(err) = state.submitted.check(command) {
+            return Err(Error::from_proto(err).with_node(self.addr));
+        }
         let must_connect = match &state.link {
             LinkState::Closed => {
                 return Err(Error::new(ErrorKind::Closed)

@@ -109,7 +109,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     link: Arc<Link>,
     mut receiving: R,
 ) {
-    let chunk = shared.config.read_buffer.max(MIN_READ_ROOM);
+    let chunk = shared.config.read_buffer;
     let mut input = BytesMut::with_capacity(chunk);
     Counters::max(&shared.counters.read_buffer_peak, input.capacity() as u64);
     let mut taken = Taken {

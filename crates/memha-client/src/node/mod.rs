@@ -75,9 +75,12 @@ pub(crate) type BoxedService = BoxCloneSyncService<Command, Reply, Error>;
 /// ```
 #[derive(Clone)]
 pub struct NodeStackBuilder<L = Identity> {
-    pub(crate) timeout: Duration,
-    retry: RetryPolicy,
-    pub(crate) connection: ConnectionConfig,
+    /// The most a request may take, retries included (default 1 s).
+    pub timeout: Duration,
+    /// Which failures are retried and how often (default: two retries).
+    pub retry: RetryPolicy,
+    /// The connection's settings.
+    pub connection: ConnectionConfig,
     layers: L,
     /// Whether [`layer`](Self::layer) was called: else the attempts go
     /// straight to the connection, unboxed.

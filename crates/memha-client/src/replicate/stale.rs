@@ -157,7 +157,7 @@ impl Shared {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::PartialWrite`] when no holder stored the record: the
+    /// [`ErrorKind::PartialWrite`](crate::ErrorKind::PartialWrite) when no holder stored the record: the
     /// write must not be acknowledged.
     pub(super) async fn mark_stale(
         &self,
