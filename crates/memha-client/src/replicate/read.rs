@@ -193,9 +193,10 @@ impl Shared {
                 prior: &asked,
                 ..round
             };
-            let more = self
-                .ask(failover, &mut rest, &command, &mut first_hit, round)
-                .await;
+            // Boxed, as the rounds below: rare, and held inline they would
+            // make every read's future (moved whole into its box) larger.
+            let more =
+                Box::pin(self.ask(failover, &mut rest, &command, &mut first_hit, round)).await;
             asked.extend(more);
         }
         // Copies that disagree: some node may hold a copy another client
@@ -206,10 +207,10 @@ impl Shared {
                 prior: &asked,
                 ..round
             };
-            let (more, known) = futures_util::future::join(
+            let (more, known) = Box::pin(futures_util::future::join(
                 self.ask(rest, &mut &[][..], &command, &mut None, round),
                 self.marked(&caller.key, &up, hedge.then_some(members.len() / 2)),
-            )
+            ))
             .await;
             asked.extend(more);
             marked = known;

@@ -276,7 +276,11 @@ impl Shared {
                 let mut on: Vec<&Arc<Member>> = targets.writable.clone();
                 on.extend(also_holding);
                 let record = self.write_markers(key, &absent, &on);
-                let (gathered, (_, stored)) = futures_util::future::join(write, record).await;
+                // Boxed, as the marking below: only during a fault, and
+                // held inline they would make every write's future (moved
+                // whole into its box) larger.
+                let (gathered, (_, stored)) =
+                    Box::pin(futures_util::future::join(write, record)).await;
                 (gathered, stored)
             }
             _ => (write.await, Vec::new()),
@@ -303,8 +307,7 @@ impl Shared {
                 .chain(gathered.missed())
                 .collect();
             if !holders.is_empty() && !missed.is_empty() {
-                marked = self
-                    .mark_stale(key, &missed, &holders)
+                marked = Box::pin(self.mark_stale(key, &missed, &holders))
                     .await
                     .map(|at_ms| Some((at_ms, holders.into_iter().cloned().collect())));
                 if marked.is_ok() {
