@@ -29,7 +29,10 @@
 //! forwards, delays, blackholes or resets their traffic ([`ProxyMode`]) and
 //! can capture every byte they send.
 //!
-//! The harness is synchronous (std processes and sockets plus `nix` for
+//! What real memcached cannot do (malformed or hostile replies, answers
+//! held back on cue) comes from a [`FakeServer`] the test scripts.
+//!
+//! The cluster and the proxy are synchronous (std processes and sockets plus `nix` for
 //! signals; the proxy runs its own thread). Its operations take
 //! milliseconds, so calling it from async tests is fine.
 //!
@@ -38,6 +41,7 @@
 
 mod cluster;
 mod example;
+mod fake;
 mod proxy;
 mod raw;
 mod rng;
@@ -46,6 +50,7 @@ pub use cluster::{
     memcached_binary, ClusterBuilder, HarnessError, MemcachedCluster, MemcachedNode,
 };
 pub use example::example_nodes;
+pub use fake::{read_lines, FakeServer};
 pub use proxy::{FaultProxy, ProxyMode};
 pub use raw::raw_roundtrip;
 pub use rng::Rng;

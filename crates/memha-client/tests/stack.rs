@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use memha_client::proto::{Command, Reply};
-use memha_client::{Client, ConnectionConfig, ErrorKind, RetryPolicy};
+use memha_client::{Client, ConnectionConfig, ErrorKind, HealthConfig, RetryPolicy};
 use tower::util::{MapRequestLayer, MapResultLayer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -57,7 +57,7 @@ async fn a_user_layer_error_becomes_other() {
 /// connection reads the `mg k` and dies without answering; the second
 /// answers it (`ok`, flags 1). Returns the second, kept open.
 async fn answer_on_the_second_connection(
-    mut accepted: tokio::sync::mpsc::UnboundedReceiver<tokio::net::TcpStream>,
+    mut accepted: memha_tests::FakeServer,
 ) -> tokio::net::TcpStream {
     let mut first = next_connection(&mut accepted).await;
     read_lines(&mut first, 1).await;
@@ -103,9 +103,10 @@ async fn a_write_lost_with_its_connection_is_not_retried() {
         read_lines(&mut first, 1).await;
         drop(first);
         // No second attempt may arrive.
-        tokio::time::timeout(Duration::from_millis(200), accepted.recv())
+        accepted
+            .next_connection(Duration::from_millis(200))
             .await
-            .is_err()
+            .is_none()
     });
     let err = client.increment("n", 1).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Connection, "{err:?}");
@@ -244,6 +245,9 @@ async fn replication_runs_through_a_user_written_retry_layer() {
         .timeout(Duration::from_millis(500))
         .retry(RetryPolicy::never())
         .layer(retry.clone())
+        // No probe while the test runs: the reads, through the layer, are
+        // what find the killed node.
+        .health(HealthConfig::default().up_interval(Duration::from_secs(600)))
         .build()
         .await
         .unwrap();
@@ -262,4 +266,6 @@ async fn replication_runs_through_a_user_written_retry_layer() {
         assert_eq!(item.value.as_ref(), key.as_bytes());
     }
     assert!(retry.seen.load(Ordering::Relaxed) > writes_seen);
+    // The reads that met the killed node were retried by the user's layer.
+    assert!(retry.retries.load(Ordering::Relaxed) >= 1);
 }

@@ -11,9 +11,9 @@ use memha_client::{
     Client, ConnectionConfig, ErrorKind, HealthConfig, NodeStackBuilder, NodeState,
     ReplicationConfig,
 };
-use memha_tests::{raw_roundtrip, MemcachedCluster};
+use memha_tests::{raw_roundtrip, FakeServer, MemcachedCluster};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const TIMEOUT: Duration = Duration::from_millis(300);
 /// The read chunk (64 KiB) plus room for the longest status line (8 KiB)
@@ -37,16 +37,10 @@ enum Hostility {
 /// A fake memcached node on a loopback port: `stats` gets a sensible
 /// answer (pid 1, a growing uptime); data commands get `hostility`.
 async fn fake_node(hostility: Hostility) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let server = FakeServer::start().await.unwrap();
+    let addr = server.addr();
     let started = Instant::now();
-    tokio::spawn(async move {
-        let mut connection = 0u64;
-        while let Ok((stream, _)) = listener.accept().await {
-            connection += 1;
-            tokio::spawn(serve(stream, hostility, started, connection));
-        }
-    });
+    server.serve_each(move |stream, connection| serve(stream, hostility, started, connection));
     addr
 }
 

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use memha_health::Observation;
 use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaSet, MetaStatus, Reply, SetMode};
 use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::Instant;
@@ -126,7 +125,8 @@ impl Shared {
             if primed.primary_silent {
                 if let Some(silent) = members.iter().find(|m| m.seed() == primed.primary) {
                     tracing::debug!(node = %silent.id, "the primary did not answer the priming read: failing over");
-                    silent.health.record(Observation::ConnectionFailed);
+                    // A read applied nothing: no key to journal.
+                    silent.fail_over_from(None);
                 }
             }
             let placement = Placement::of(&members, key.as_bytes());
@@ -164,8 +164,7 @@ impl Shared {
     ) -> Result<Reply, Error> {
         let failed = |error: Error| {
             if !error.is_unsent() {
-                primary.record_missed(key);
-                primary.health.record(Observation::ConnectionFailed);
+                primary.fail_over_from(Some(key));
             }
             error
         };

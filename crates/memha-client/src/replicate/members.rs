@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 use memha_discovery::NodeId;
-use memha_health::{NodeHealth, NodeState};
+use memha_health::{NodeHealth, NodeState, Observation};
 use memha_proto::{Command, Key, Reply};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -144,6 +144,19 @@ impl Member {
 
     pub(crate) fn record_missed(&self, key: &Key) {
         self.journal().record(key);
+    }
+
+    /// Takes Down at once a key's primary that left a coordinated
+    /// operation's request unanswered (the health threshold would keep the
+    /// operation on it for another timeout, and deciding elsewhere while it
+    /// is Up could put two primaries on one key). A request that may have
+    /// applied a write (`applied`) journals its key, so the node is made
+    /// safe before it serves reads again.
+    pub(crate) fn fail_over_from(&self, applied: Option<&Key>) {
+        if let Some(key) = applied {
+            self.record_missed(key);
+        }
+        self.health.record(Observation::ConnectionFailed);
     }
 
     pub(crate) fn node_service(&self) -> &NodeService {

@@ -5,10 +5,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use memha_client::{Client, ConnectionConfig, Error, NodeService, NodeStackBuilder};
-use memha_tests::{raw_roundtrip, MemcachedCluster};
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use memha_tests::{raw_roundtrip, FakeServer, MemcachedCluster};
+use tokio::net::TcpStream;
 
 /// One real memcached node.
 pub fn one_node() -> MemcachedCluster {
@@ -59,41 +57,24 @@ where
 
 pub const BOUND: Duration = Duration::from_secs(5);
 
-/// A loopback server that hands every accepted connection to the test.
-pub async fn fake_server() -> (SocketAddr, mpsc::UnboundedReceiver<TcpStream>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (accepted, receiver) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            if accepted.send(stream).is_err() {
-                break;
-            }
-        }
-    });
-    (addr, receiver)
+/// A scripted server (see `memha_tests::FakeServer`) and its address.
+pub async fn fake_server() -> (SocketAddr, FakeServer) {
+    let server = FakeServer::start().await.unwrap();
+    (server.addr(), server)
 }
 
-pub async fn next_connection(accepted: &mut mpsc::UnboundedReceiver<TcpStream>) -> TcpStream {
-    tokio::time::timeout(BOUND, accepted.recv())
+pub async fn next_connection(server: &mut FakeServer) -> TcpStream {
+    server
+        .next_connection(BOUND)
         .await
         .expect("the client connects")
-        .expect("listener alive")
 }
 
 /// Reads from `stream` until `lines` request lines have arrived.
 pub async fn read_lines(stream: &mut TcpStream, lines: usize) -> String {
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while received.windows(2).filter(|w| w == b"\r\n").count() < lines {
-        let n = tokio::time::timeout(BOUND, stream.read(&mut chunk))
-            .await
-            .expect("requests arrive")
-            .unwrap();
-        assert!(n > 0, "client closed early");
-        received.extend_from_slice(&chunk[..n]);
-    }
-    String::from_utf8(received).unwrap()
+    memha_tests::read_lines(stream, lines, BOUND)
+        .await
+        .expect("requests arrive")
 }
 
 /// What a node holds for `key`, asked with a plain connection: (value,
