@@ -1,11 +1,9 @@
 //! Settings of a node connection.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use memha_health::MemcachedProbe;
+use memha_health::{Backoff, MemcachedProbe};
 use memha_proto::Limits;
 
 #[cfg(feature = "tls")]
@@ -176,18 +174,11 @@ impl ConnectionConfig {
         }
     }
 
-    /// The wait before the next attempt after `failures` consecutive failed
-    /// ones: exponential, capped, with jitter in `[delay / 2, delay]`.
-    pub(crate) fn backoff(&self, failures: u32) -> Duration {
-        let exponent = failures.saturating_sub(1).min(20);
-        let delay = self
-            .backoff_min
-            .saturating_mul(1 << exponent)
-            .min(self.backoff_max);
-        let mut hasher = RandomState::new().build_hasher();
-        hasher.write_u32(failures);
-        let jitter = (hasher.finish() % 1024) as u32;
-        delay / 2 + (delay / 2) * jitter / 1024
+    /// The reconnection backoff: from `backoff_min`, doubling up to
+    /// `backoff_max`, each wait shortened by up to half at random (the
+    /// same jittered backoff as health probes, `memha_health::Backoff`).
+    pub(crate) fn reconnect(&self) -> Backoff {
+        Backoff::new(self.backoff_min, 2.0, self.backoff_max, 0.5)
     }
 }
 
@@ -196,16 +187,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_and_is_bounded() {
+    fn reconnect_backoff_doubles_to_its_cap_with_jitter() {
         let config = ConnectionConfig::default()
             .reconnect_backoff(Duration::from_millis(100), Duration::from_secs(2));
-        let first = config.backoff(1);
+        let mut backoff = config.reconnect();
+        let first = backoff.next_delay();
         assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-        let third = config.backoff(3);
+        backoff.next_delay();
+        let third = backoff.next_delay();
         assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
-        for failures in [10, 1000, u32::MAX] {
-            let late = config.backoff(failures);
-            assert!(late >= Duration::from_secs(1) && late <= Duration::from_secs(2));
+        for _ in 0..1000 {
+            let late = backoff.next_delay();
+            assert!(late <= Duration::from_secs(2));
         }
+        assert!(backoff.next_delay() >= Duration::from_secs(1));
+        backoff.reset();
+        assert!(backoff.next_delay() <= Duration::from_millis(100));
     }
 }

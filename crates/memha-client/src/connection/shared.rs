@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
+use memha_health::Backoff;
 use memha_proto::{Command, Pipeline, Reply};
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, Notify, Semaphore};
@@ -51,8 +52,8 @@ pub(super) struct Shared {
 #[derive(Debug)]
 struct State {
     link: LinkState,
-    /// Consecutive failed connection attempts.
-    connect_failures: u32,
+    /// The wait before the next attempt, after failed ones.
+    reconnect: Backoff,
     /// Encoded requests not yet handed to the socket.
     out: BytesMut,
     /// Requests submitted since the current connection (or attempt) began
@@ -150,6 +151,7 @@ impl Shared {
     pub(super) fn new(addr: SocketAddr, config: ConnectionConfig) -> Self {
         let config = config.normalized();
         let submitted = Pipeline::new(config.limits).tokens(config.reply_tokens);
+        let reconnect = config.reconnect();
         Shared {
             addr,
             window: Arc::new(Semaphore::new(config.max_in_flight)),
@@ -157,7 +159,7 @@ impl Shared {
             counters: Counters::default(),
             state: Mutex::new(State {
                 link: LinkState::Idle,
-                connect_failures: 0,
+                reconnect,
                 out: BytesMut::new(),
                 submitted,
                 writer_busy: false,
@@ -331,7 +333,7 @@ impl Shared {
             }) => {
                 tracing::debug!(node = %self.addr, "connected");
                 Counters::add(&self.counters.connects, 1);
-                state.connect_failures = 0;
+                state.reconnect.reset();
                 let link = Arc::new(Link::new(sender));
                 state.link = LinkState::Connected(Arc::clone(&link));
                 // The writer task finds this wake-up once it runs.
@@ -347,8 +349,7 @@ impl Shared {
             }
             Err(error) => {
                 Counters::add(&self.counters.connect_failures, 1);
-                state.connect_failures = state.connect_failures.saturating_add(1);
-                let delay = self.config.backoff(state.connect_failures);
+                let delay = state.reconnect.next_delay();
                 let error = error.with_node(self.addr);
                 tracing::debug!(node = %self.addr, %error, ?delay, "connection attempt failed");
                 self.fail_queue(state, &error, 0);
