@@ -19,7 +19,7 @@
 //! The guarantees the rest of memha builds on: a source's error never
 //! removes a node (its last good snapshot is kept), one failing source never
 //! hides the others, and every failure is logged with `tracing` and counted
-//! ([`WatcherStats::source_errors`]).
+//! ([`WatcherMetrics::source_errors`]).
 //!
 //! # A static list
 //!
@@ -98,7 +98,7 @@
 //! fn assert_discover<D: Discover<Key = NodeId, Service = Connection>>(_: &D) {}
 //!
 //! let watcher = Watcher::new(StaticSource::new([NodeAddr::new("10.0.0.1", 11211)]));
-//! let stats = watcher.stats_handle(); // still readable once the watcher is moved
+//! let stats = watcher.metrics_handle(); // still readable once the watcher is moved
 //! let discover = watcher.map_services(|_id, addr| Connection { addr: addr.clone() });
 //! assert_discover(&discover);
 //! assert_eq!(stats.get().rounds, 0); // nothing runs until the stream is polled
@@ -166,6 +166,6 @@ pub use elasticache_api::{ElastiCacheApiBuilder, ElastiCacheApiSource};
 pub use error::{Error, ErrorKind};
 pub use source::{DnsSource, NodeSource, StaticSource};
 pub use watcher::{
-    MapServices, StatsHandle, Watcher, WatcherBuilder, WatcherStats, DEFAULT_INTERVAL,
+    MapServices, MetricsHandle, Watcher, WatcherBuilder, WatcherMetrics, DEFAULT_INTERVAL,
     DEFAULT_SOURCE_TIMEOUT,
 };

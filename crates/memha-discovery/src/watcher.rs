@@ -46,7 +46,7 @@ type PollFuture = Pin<Box<dyn Future<Output = SourceResult> + Send>>;
 ///   timeout) keeps its previous snapshot: **a source error never removes a
 ///   node**, and one failing source never hides the others. The failure is
 ///   logged with `tracing` (`warn`) and counted in
-///   [`WatcherStats::source_errors`]; the stream itself never yields it, so
+///   [`WatcherMetrics::source_errors`]; the stream itself never yields it, so
 ///   a tower balancer never stops on it. [`ready`](Self::ready) returns it
 ///   when every source failed.
 /// - The merged set is the union of the sources' snapshots, without
@@ -91,7 +91,7 @@ pub struct Watcher {
     current: BTreeMap<NodeId, NodeAddr>,
     /// Changes not yet yielded.
     queue: VecDeque<Change<NodeId, NodeAddr>>,
-    stats: StatsHandle,
+    stats: MetricsHandle,
 }
 
 enum State {
@@ -171,7 +171,7 @@ impl WatcherBuilder {
             errors: vec![None; n],
             current: BTreeMap::new(),
             queue: VecDeque::new(),
-            stats: StatsHandle::default(),
+            stats: MetricsHandle::default(),
         }
     }
 }
@@ -230,13 +230,13 @@ impl Watcher {
     }
 
     /// The counters so far.
-    pub fn stats(&self) -> WatcherStats {
+    pub fn metrics(&self) -> WatcherMetrics {
         self.stats.get()
     }
 
     /// A handle that reads the counters after the watcher has been moved
     /// (into a balancer, say).
-    pub fn stats_handle(&self) -> StatsHandle {
+    pub fn metrics_handle(&self) -> MetricsHandle {
         self.stats.clone()
     }
 
@@ -446,7 +446,7 @@ async fn join_all(mut polls: Vec<PollFuture>) -> Vec<SourceResult> {
 /// The watcher's counters, as read at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct WatcherStats {
+pub struct WatcherMetrics {
     /// Rounds completed (each polls every source once).
     pub rounds: u64,
     /// Source polls that failed or timed out (their last snapshot was kept).
@@ -461,7 +461,7 @@ pub struct WatcherStats {
 
 /// A shared, cheap-to-clone reader of a [`Watcher`]'s counters.
 #[derive(Debug, Clone, Default)]
-pub struct StatsHandle {
+pub struct MetricsHandle {
     inner: Arc<Counters>,
 }
 
@@ -474,11 +474,11 @@ struct Counters {
     nodes: AtomicU64,
 }
 
-impl StatsHandle {
+impl MetricsHandle {
     /// The counters now.
-    pub fn get(&self) -> WatcherStats {
+    pub fn get(&self) -> WatcherMetrics {
         let c = &self.inner;
-        WatcherStats {
+        WatcherMetrics {
             rounds: c.rounds.load(Ordering::Relaxed),
             source_errors: c.source_errors.load(Ordering::Relaxed),
             inserts: c.inserts.load(Ordering::Relaxed),

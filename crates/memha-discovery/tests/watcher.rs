@@ -88,19 +88,19 @@ fn show(change: &Change<NodeId, NodeAddr>) -> String {
 /// Drives the watcher through exactly one more round (waiting on the paused
 /// clock as needed) and returns that round's changes.
 async fn next_round(watcher: &mut Watcher) -> Vec<String> {
-    let target = watcher.stats().rounds + 1;
+    let target = watcher.metrics().rounds + 1;
     let mut changes = Vec::new();
     poll_fn(|cx| loop {
         match Pin::new(&mut *watcher).poll_next(cx) {
             Poll::Ready(Some(Ok(change))) => changes.push(show(&change)),
             Poll::Ready(Some(Err(err))) => panic!("the watcher yielded an error: {err}"),
             Poll::Ready(None) => panic!("the watcher ended"),
-            Poll::Pending if watcher.stats().rounds >= target => return Poll::Ready(()),
+            Poll::Pending if watcher.metrics().rounds >= target => return Poll::Ready(()),
             Poll::Pending => return Poll::Pending,
         }
     })
     .await;
-    assert_eq!(watcher.stats().rounds, target, "exactly one round");
+    assert_eq!(watcher.metrics().rounds, target, "exactly one round");
     changes
 }
 
@@ -133,7 +133,7 @@ async fn add_and_remove_on_the_interval() {
 
     // Nothing changes: nothing is yielded.
     assert_eq!(next_round(&mut watcher).await, Vec::<String>::new());
-    let stats = watcher.stats();
+    let stats = watcher.metrics();
     assert_eq!(
         (stats.rounds, stats.inserts, stats.removes, stats.nodes),
         (4, 3, 2, 1)
@@ -168,7 +168,7 @@ async fn a_flapping_node_is_removed_and_inserted_each_time() {
         source.set(&["10.0.0.1:11211", "10.0.0.2:11211"]);
         assert_eq!(next_round(&mut watcher).await, ["+10.0.0.2:11211"]);
     }
-    let stats = watcher.stats();
+    let stats = watcher.metrics();
     assert_eq!((stats.inserts, stats.removes), (5, 3));
 }
 
@@ -185,7 +185,7 @@ async fn an_error_keeps_the_last_snapshot() {
             Vec::<String>::new(),
             "no node removed"
         );
-        assert_eq!(watcher.stats().source_errors, round);
+        assert_eq!(watcher.metrics().source_errors, round);
     }
     assert_eq!(watcher.nodes().len(), 2);
     let errors = watcher.last_errors();
@@ -197,7 +197,7 @@ async fn an_error_keeps_the_last_snapshot() {
     source.set(&["10.0.0.2:11211"]);
     assert_eq!(next_round(&mut watcher).await, ["-10.0.0.1:11211"]);
     assert!(watcher.last_errors().is_empty());
-    assert_eq!(watcher.stats().source_errors, 3);
+    assert_eq!(watcher.metrics().source_errors, 3);
 }
 
 #[tokio::test(start_paused = true)]
@@ -217,7 +217,7 @@ async fn a_hanging_source_times_out_and_keeps_its_snapshot() {
         Duration::from_secs(10 + 2),
         "interval, then the timeout"
     );
-    assert_eq!(watcher.stats().source_errors, 1);
+    assert_eq!(watcher.metrics().source_errors, 1);
     assert!(watcher.last_errors()[0].1.is_timeout());
     assert_eq!(watcher.nodes(), addrs(&["10.0.0.1:11211"]));
 }
@@ -240,7 +240,7 @@ async fn two_sources_are_merged_without_duplicates() {
     a.answer(Answer::Fail(ErrorKind::Timeout));
     b.set(&["10.0.0.3:11211", "10.0.0.4:11211"]);
     assert_eq!(next_round(&mut watcher).await, ["+10.0.0.4:11211"]);
-    assert_eq!(watcher.stats().source_errors, 1);
+    assert_eq!(watcher.metrics().source_errors, 1);
 
     // A node stays while any source still lists it.
     a.set(&["10.0.0.1:11211"]);
@@ -319,7 +319,7 @@ async fn ready_reports_when_every_source_failed() {
         "the first source's error"
     );
     assert!(err.is_configuration());
-    assert_eq!(watcher.stats().source_errors, 2);
+    assert_eq!(watcher.metrics().source_errors, 2);
 
     b.set(&["10.0.0.9:11211"]);
     assert_eq!(next_round(&mut watcher).await, ["+10.0.0.9:11211"]);
@@ -329,7 +329,7 @@ async fn ready_reports_when_every_source_failed() {
 #[tokio::test(start_paused = true)]
 async fn ready_does_not_consume_the_changes() {
     let mut watcher = Watcher::new(StaticSource::parse(["10.0.0.1:11211"]).unwrap());
-    let stats = watcher.stats_handle();
+    let stats = watcher.metrics_handle();
     assert_eq!(watcher.ready().await.unwrap().len(), 1);
     assert_eq!(watcher.ready().await.unwrap().len(), 1);
     assert_eq!(stats.get().rounds, 1, "ready does not start a second round");
@@ -347,7 +347,7 @@ struct Conn(String);
 async fn map_services_is_a_tower_discover() {
     let source = Scripted::new("a", &["10.0.0.1:11211", "10.0.0.2:11211"]);
     let watcher = Watcher::new(source.clone());
-    let stats = watcher.stats_handle();
+    let stats = watcher.metrics_handle();
     let mut discover = watcher.map_services(|id, addr| {
         assert_eq!(&addr.id(), id);
         Conn(addr.to_string())
