@@ -186,11 +186,14 @@ impl<T> Pipeline<T> {
     ) -> Result<(), Error> {
         let kind = self.check(command)?;
         let before = out.len();
-        let fresh_token = self.tokens && command.opaque_mut().is_some_and(|slot| slot.is_none());
-        if fresh_token {
-            set_token(command, Some(self.next_token));
-        }
-        let token = command.opaque_mut().and_then(|slot| *slot);
+        let (token, fresh_token) = match command.opaque_mut() {
+            Some(Some(own)) => (Some(*own), false),
+            Some(slot) if self.tokens => {
+                *slot = Some(self.next_token);
+                (Some(self.next_token), true)
+            }
+            _ => (None, false),
+        };
         let encoded = command.encode(out, &self.limits);
         if fresh_token {
             // Given back as it came: tagging a copy would clone the key and

@@ -236,9 +236,12 @@ impl Shared {
     ) -> Result<ReplyReceiver, Error> {
         let mut guard = self.lock();
         let state = &mut *guard;
-        // A request refused for what it is says so, whatever the link's state.
-        if let Err(err) = state.submitted.check(command) {
-            return Err(Error::from_proto(err).with_node(self.addr));
+        // A request refused for what it is says so, whatever the link's
+        // state (on a live link, `submit` checks it).
+        if !matches!(state.link, LinkState::Connected(_)) {
+            if let Err(err) = state.submitted.check(command) {
+                return Err(Error::from_proto(err).with_node(self.addr));
+            }
         }
         let must_connect = match &state.link {
             LinkState::Closed => {
