@@ -14,7 +14,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 use tokio::io::AsyncWriteExt;
 
-use common::{fake_server, next_connection, one_node, read_lines};
+use common::{fake_server, next_connection, one_node, read_lines, BOUND};
 
 #[tokio::test]
 async fn a_user_layer_sees_every_attempt() {
@@ -137,7 +137,64 @@ async fn the_timeout_bounds_a_request_with_its_retries() {
     cluster.node(0).resume().unwrap();
 }
 
-/// A retry of the user's own, in place of the stack's: a read whose
+/// Replies come back in order, so the connection's one timer bounds the
+/// requests sent while it is armed: they make no timer of their own, and
+/// time out at their deadline all the same. Their late replies are read
+/// and dropped, and the stream stays in step.
+#[tokio::test]
+async fn requests_bounded_by_the_connection_s_timer_time_out_and_keep_the_stream_in_step() {
+    let (addr, mut accepted) = fake_server().await;
+    let timeout = Duration::from_millis(300);
+    let client = Client::builder()
+        .node(addr)
+        .timeout(timeout)
+        // The scripted server does not echo opaque tokens.
+        .connection(ConnectionConfig::default().reply_tokens(false))
+        .build_single_node()
+        .unwrap();
+    let get = |key: &'static str| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            (client.get(key).await, started.elapsed())
+        })
+    };
+    // `a` and `b` go out while the timer is not armed yet (each bounds
+    // itself); answering `a` with `b` outstanding arms it.
+    let a = get("a");
+    let mut server = next_connection(&mut accepted).await;
+    assert_eq!(read_lines(&mut server, 1).await, "mg a v f t\r\n");
+    let b = get("b");
+    assert_eq!(read_lines(&mut server, 1).await, "mg b v f t\r\n");
+    server.write_all(b"EN\r\n").await.unwrap();
+    assert!(a.await.unwrap().0.unwrap().is_none());
+    // `c` is bounded by the connection's timer once the reader armed it
+    // (the connection's unit tests show it is), else by its own.
+    let c = get("c");
+    assert_eq!(read_lines(&mut server, 1).await, "mg c v f t\r\n");
+    for (name, request) in [("b", b), ("c", c)] {
+        let (answer, elapsed) = tokio::time::timeout(BOUND, request)
+            .await
+            .expect("the deadline ends the request")
+            .unwrap();
+        let err = answer.unwrap_err();
+        assert!(err.is_timeout(), "{name}: {err:?}");
+        assert!(
+            elapsed >= timeout - Duration::from_millis(5) && elapsed < timeout * 3,
+            "{name}: {elapsed:?}"
+        );
+    }
+    // The late replies of `b` and `c` are matched and dropped: `d` gets
+    // its own.
+    server.write_all(b"EN\r\nEN\r\n").await.unwrap();
+    let d = get("d");
+    assert_eq!(read_lines(&mut server, 1).await, "mg d v f t\r\n");
+    server.write_all(b"VA 2 f0 t-1\r\nok\r\n").await.unwrap();
+    let item = d.await.unwrap().0.unwrap().expect("d's own answer");
+    assert_eq!(item.value.as_ref(), b"ok");
+}
+
+/// A retry of the user's own, in place of the stack's: a read whose/// A retry of the user's own, in place of the stack's: a read whose
 /// connection broke is tried once more, on a fresh connection. It counts
 /// the requests it sees and the retries it makes.
 #[derive(Clone, Default)]

@@ -270,6 +270,33 @@ impl<T> Pipeline<T> {
         }
     }
 
+    /// Visits the payload of every request awaiting its reply, in order,
+    /// with whether it surely never reached the server (see
+    /// [`fail_all`](Self::fail_all) for `committed`): a caller that gives
+    /// up on some requests (at a deadline, say) marks their payloads, and
+    /// their replies, when they come, are still matched and then dropped.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use memha_proto::{Command, Pipeline};
+    ///
+    /// let mut pipeline = Pipeline::new(Default::default());
+    /// let mut out = BytesMut::new();
+    /// pipeline.submit(&mut Command::Version, &mut out, Some("waiting"))?;
+    /// pipeline.visit_awaiting(0, |payload, unsent| {
+    ///     assert!(unsent);
+    ///     *payload = None; // given up
+    /// });
+    /// let reply = pipeline.decode(&mut BytesMut::from(&b"VERSION 1\r\n"[..]))?;
+    /// assert!(matches!(reply, Some((None, _))));
+    /// # Ok::<(), memha_proto::Error>(())
+    /// ```
+    pub fn visit_awaiting(&mut self, committed: u64, mut visit: impl FnMut(&mut T, bool)) {
+        for awaiting in &mut self.awaiting {
+            visit(&mut awaiting.payload, awaiting.end > committed);
+        }
+    }
+
     /// Empties the pipeline after its stream broke, giving back each
     /// request's payload with whether it surely never reached the server:
     /// `committed` is how many bytes of the stream may have been handed

@@ -24,6 +24,8 @@ pub struct ResponseFuture {
 enum State {
     Waiting {
         reply: ReplyReceiver,
+        /// The connection's timer bounds the request by its deadline.
+        covered: bool,
         // Keeps the connection open while someone waits on it.
         _owner: Arc<Owner>,
     },
@@ -31,12 +33,22 @@ enum State {
 }
 
 impl ResponseFuture {
-    pub(super) fn waiting(reply: ReplyReceiver, owner: Arc<Owner>) -> Self {
+    pub(super) fn waiting(reply: ReplyReceiver, covered: bool, owner: Arc<Owner>) -> Self {
         ResponseFuture {
             state: State::Waiting {
                 reply,
+                covered,
                 _owner: owner,
             },
+        }
+    }
+
+    /// Whether the connection's timer bounds the request by the deadline
+    /// it was sent with (a request that already failed needs no bound).
+    pub(crate) fn is_covered(&self) -> bool {
+        match self.state {
+            State::Waiting { covered, .. } => covered,
+            State::Failed(_) => true,
         }
     }
 

@@ -12,6 +12,11 @@
 //!   `poll_ready` waits for room (backpressure);
 //! - a caller that drops its future never desynchronises the stream: its
 //!   answer is read and discarded;
+//! - replies come back in order, so one timer per connection, in its reader
+//!   task, bounds the requests the node stack sends with a deadline: armed
+//!   at the earliest deadline awaiting a reply, it fails those past theirs
+//!   with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) (their late
+//!   answers are read and discarded);
 //! - a broken connection fails every request queued or in flight with
 //!   [`ErrorKind::Connection`](crate::ErrorKind::Connection) (telling by
 //!   [`Error::is_unsent`](crate::Error::is_unsent) which surely never left);
@@ -214,26 +219,153 @@ impl Service<Command> for Connection {
     ///
     /// If `poll_ready` did not return `Ready(Ok)` first.
     fn call(&mut self, mut command: Command) -> ResponseFuture {
-        self.send(&mut command)
+        self.send(&mut command, None)
     }
 }
 
 impl Connection {
     /// [`call`](Service::call) with a borrowed command, given back as it
     /// came: the node stack keeps it for a retry without copying it.
-    pub(crate) fn send(&mut self, command: &mut Command) -> ResponseFuture {
+    ///
+    /// With a `deadline`, the connection's one timer may bound the request
+    /// (failing it with [`ErrorKind::Timeout`] once the deadline passed):
+    /// [`ResponseFuture::is_covered`] tells whether it does, else the
+    /// caller bounds it.
+    pub(crate) fn send(
+        &mut self,
+        command: &mut Command,
+        deadline: Option<tokio::time::Instant>,
+    ) -> ResponseFuture {
         assert!(
             std::mem::take(&mut self.reserved),
             "Connection::call without a successful poll_ready"
         );
-        match self.owner.shared.submit(command) {
-            Ok((reply, connect)) => {
-                if let Some(runtime) = connect {
+        match self.owner.shared.submit(command, deadline) {
+            Ok(submitted) => {
+                if let Some(runtime) = submitted.connect {
                     runtime.spawn(task::connect(Arc::clone(&self.owner.shared)));
                 }
-                ResponseFuture::waiting(reply, Arc::clone(&self.owner))
+                ResponseFuture::waiting(submitted.reply, submitted.covered, Arc::clone(&self.owner))
             }
             Err(error) => ResponseFuture::failed(error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use memha_proto::{Key, MetaGet};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio::time::Instant;
+
+    use super::*;
+
+    const BOUND: Duration = Duration::from_secs(5);
+
+    fn get(key: &'static str) -> Command {
+        Command::MetaGet(MetaGet::new(Key::new(key).unwrap()))
+    }
+
+    async fn send(
+        connection: &mut Connection,
+        key: &'static str,
+        deadline: Instant,
+    ) -> ResponseFuture {
+        std::future::poll_fn(|cx| connection.poll_ready(cx))
+            .await
+            .unwrap();
+        connection.send(&mut get(key), Some(deadline))
+    }
+
+    /// Reads until `count` request lines have arrived.
+    async fn requests(server: &mut tokio::net::TcpStream, count: usize) {
+        let mut seen = Vec::new();
+        while seen.windows(2).filter(|w| w == b"\r\n").count() < count {
+            let mut chunk = [0u8; 256];
+            let read = tokio::time::timeout(BOUND, server.read(&mut chunk))
+                .await
+                .expect("requests arrive")
+                .unwrap();
+            assert!(read > 0, "the client closed the connection");
+            seen.extend_from_slice(&chunk[..read]);
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_sent_while_the_reader_s_timer_is_armed_are_covered_by_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = ConnectionConfig::default().reply_tokens(false);
+        let mut connection = Connection::new(listener.local_addr().unwrap(), config);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // The connection was idle: not covered, the caller bounds it.
+        let first = send(&mut connection, "a", deadline).await;
+        assert!(!first.is_covered());
+        let (mut server, _) = listener.accept().await.unwrap();
+        requests(&mut server, 1).await;
+        let second = send(&mut connection, "b", deadline).await;
+        assert!(!second.is_covered());
+        requests(&mut server, 1).await;
+        // Answering the first with the second outstanding arms the timer.
+        server.write_all(b"EN\r\n").await.unwrap();
+        first.await.unwrap();
+        let shared = &connection.owner.shared;
+        let armed = tokio::time::timeout(BOUND, async {
+            while !shared.is_armed() {
+                tokio::task::yield_now().await;
+            }
+        });
+        armed.await.expect("the reader arms its timer");
+        let third = send(&mut connection, "c", deadline).await;
+        assert!(third.is_covered());
+        // A deadline before the timer's is not covered: it bounds itself.
+        let early = send(
+            &mut connection,
+            "d",
+            Instant::now() + Duration::from_secs(1),
+        )
+        .await;
+        assert!(!early.is_covered());
+        // No deadline, no cover.
+        std::future::poll_fn(|cx| connection.poll_ready(cx))
+            .await
+            .unwrap();
+        assert!(!connection.send(&mut get("e"), None).is_covered());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_reader_s_timer_gives_up_covered_requests_at_their_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = ConnectionConfig::default().reply_tokens(false);
+        let mut connection = Connection::new(listener.local_addr().unwrap(), config);
+        let start = Instant::now();
+        let first = send(&mut connection, "a", start + Duration::from_secs(10)).await;
+        let (mut server, _) = listener.accept().await.unwrap();
+        let second = send(&mut connection, "b", start + Duration::from_secs(10)).await;
+        requests(&mut server, 2).await;
+        server.write_all(b"EN\r\n").await.unwrap();
+        first.await.unwrap();
+        let shared = Arc::clone(&connection.owner.shared);
+        while !shared.is_armed() {
+            tokio::task::yield_now().await;
+        }
+        let third = send(&mut connection, "c", start + Duration::from_secs(20)).await;
+        assert!(third.is_covered());
+        requests(&mut server, 1).await;
+        // Nothing but the connection's timer bounds `c`.
+        let err = third.await.unwrap_err();
+        assert!(err.is_timeout(), "{err:?}");
+        assert!(!err.is_unsent());
+        assert_eq!(Instant::now() - start, Duration::from_secs(20));
+        assert!(second.await.unwrap_err().is_timeout());
+        // Their replies come late, and are dropped: the next request gets its own.
+        server.write_all(b"EN\r\nEN\r\n").await.unwrap();
+        let next = send(&mut connection, "d", start + Duration::from_secs(60)).await;
+        requests(&mut server, 1).await;
+        server.write_all(b"HD\r\n").await.unwrap();
+        let reply = next.await.unwrap();
+        assert!(matches!(reply, Reply::Meta(m) if m.status == memha_proto::MetaStatus::Stored));
     }
 }

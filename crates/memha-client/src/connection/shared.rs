@@ -1,5 +1,13 @@
 //! The state one node connection shares between its handles and its tasks.
 //!
+//! Replies come back in order, so one timer per connection bounds every
+//! request given a deadline: the reader task keeps it armed at the
+//! earliest deadline of the requests awaiting replies, and a request is
+//! covered by it when submitted while it is armed no later than the
+//! request's own deadline. A caller whose request is not covered (the
+//! first after the connection was idle, say) bounds it with a timer of
+//! its own.
+//!
 //! Requests are submitted to one [`Pipeline`] and encoded into one output
 //! buffer in the same critical section, so the pipeline's order is the
 //! order of the bytes on the wire and replies are matched first in, first
@@ -11,13 +19,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use memha_health::Backoff;
 use memha_proto::{Command, Pipeline, Reply};
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::time::Instant;
 
 use super::config::ConnectionConfig;
 use super::metrics::Counters;
@@ -26,6 +35,24 @@ use crate::error::{Error, ErrorKind};
 
 /// The answer channel of one request.
 pub(super) type ReplySender = oneshot::Sender<Result<Reply, Error>>;
+
+/// A request awaiting its reply, as the pipeline keeps it.
+#[derive(Debug)]
+pub(super) struct Request {
+    /// `None` once the request was given up at its deadline: its reply is
+    /// still read, and dropped.
+    reply: Option<ReplySender>,
+    deadline: Option<Instant>,
+}
+
+impl Request {
+    /// Hands the answer over (a caller that gave up is simply not there).
+    pub(super) fn answer(self, answer: Result<Reply, Error>) {
+        if let Some(reply) = self.reply {
+            let _ = reply.send(answer);
+        }
+    }
+}
 /// Where a caller waits for its answer.
 pub(super) type ReplyReceiver = oneshot::Receiver<Result<Reply, Error>>;
 
@@ -42,11 +69,14 @@ pub(super) struct Shared {
     state: Mutex<State>,
     /// Requests queued and neither answered nor failed yet.
     outstanding: AtomicUsize,
+    /// A request with a deadline was submitted while the reader's timer
+    /// was not armed: the reader arms it after its next batch.
+    needs_arm: AtomicBool,
     /// When the connection last made progress (answers read, or requests
     /// queued with none outstanding), in nanoseconds since `epoch`: a node
     /// with requests outstanding and no progress for a while is stalled.
     progress: AtomicU64,
-    epoch: Instant,
+    epoch: std::time::Instant,
 }
 
 #[derive(Debug)]
@@ -58,7 +88,10 @@ struct State {
     out: BytesMut,
     /// Requests submitted since the current connection (or attempt) began
     /// and not yet taken by the reader, in wire order.
-    submitted: Pipeline<ReplySender>,
+    submitted: Pipeline<Request>,
+    /// When the reader's timer fires, if armed: requests with a deadline
+    /// no earlier are covered by it.
+    armed_at: Option<Instant>,
     /// The writer task owns the next flush of `out`; callers must not write.
     writer_busy: bool,
     /// Requests queued since the connection was created.
@@ -74,7 +107,7 @@ enum LinkState {
     Connected(Arc<Link>),
     /// The last attempt failed; requests fail at once until `retry_at`.
     Backoff {
-        retry_at: Instant,
+        retry_at: std::time::Instant,
         error: Error,
     },
     /// Every handle was dropped.
@@ -140,6 +173,15 @@ impl Link {
     }
 }
 
+/// A request handed to the connection.
+pub(super) struct Submitted {
+    pub(super) reply: ReplyReceiver,
+    /// Whether the reader's timer bounds it by its deadline.
+    pub(super) covered: bool,
+    /// The runtime to open the connection on, when it is to be opened.
+    pub(super) connect: Option<Handle>,
+}
+
 /// A link just connected, with the halves its reader and writer tasks take.
 pub(super) struct Started {
     pub(super) link: Arc<Link>,
@@ -162,12 +204,14 @@ impl Shared {
                 reconnect,
                 out: BytesMut::new(),
                 submitted,
+                armed_at: None,
                 writer_busy: false,
                 requests: 0,
             }),
             outstanding: AtomicUsize::new(0),
+            needs_arm: AtomicBool::new(false),
             progress: AtomicU64::new(0),
-            epoch: Instant::now(),
+            epoch: std::time::Instant::now(),
         }
     }
 
@@ -220,20 +264,26 @@ impl Shared {
     pub(super) fn submit(
         &self,
         command: &mut Command,
-    ) -> Result<(ReplyReceiver, Option<Handle>), Error> {
+        deadline: Option<Instant>,
+    ) -> Result<Submitted, Error> {
         let mut connect = None;
-        let result = self.enqueue(command, &mut connect);
+        let result = self.enqueue(command, deadline, &mut connect);
         if result.is_err() {
             self.release(1);
         }
-        result.map(|receiver| (receiver, connect))
+        result.map(|(reply, covered)| Submitted {
+            reply,
+            covered,
+            connect,
+        })
     }
 
     fn enqueue(
         &self,
         command: &mut Command,
+        deadline: Option<Instant>,
         connect: &mut Option<Handle>,
-    ) -> Result<ReplyReceiver, Error> {
+    ) -> Result<(ReplyReceiver, bool), Error> {
         let mut guard = self.lock();
         let state = &mut *guard;
         // A request refused for what it is says so, whatever the link's
@@ -249,7 +299,7 @@ impl Shared {
                     .with_unsent(true)
                     .with_node(self.addr))
             }
-            LinkState::Backoff { retry_at, error } if Instant::now() < *retry_at => {
+            LinkState::Backoff { retry_at, error } if std::time::Instant::now() < *retry_at => {
                 return Err(error.clone());
             }
             LinkState::Idle | LinkState::Backoff { .. } => true,
@@ -260,9 +310,21 @@ impl Shared {
             false => None,
         };
         let (reply, receiver) = oneshot::channel();
-        if let Err(err) = state.submitted.submit(command, &mut state.out, reply) {
+        let request = Request {
+            reply: Some(reply),
+            deadline,
+        };
+        if let Err(err) = state.submitted.submit(command, &mut state.out, request) {
             return Err(Error::from_proto(err).with_node(self.addr));
         }
+        let covered = match (deadline, state.armed_at) {
+            (Some(deadline), Some(armed_at)) => armed_at <= deadline,
+            (Some(_), None) => {
+                self.needs_arm.store(true, Ordering::Relaxed);
+                false
+            }
+            (None, _) => false,
+        };
         // Only for a request that is sent: one refused leaves it idle.
         if let Some(runtime) = runtime {
             state.link = LinkState::Connecting;
@@ -280,7 +342,7 @@ impl Shared {
                     if let Err(err) = self.write_now(link, &mut state.out, submitted) {
                         let link = Arc::clone(link);
                         self.fail_link(state, &link, Error::io(ErrorKind::Connection, err));
-                        return Ok(receiver);
+                        return Ok((receiver, covered));
                     }
                 }
                 if !state.out.is_empty() {
@@ -289,7 +351,7 @@ impl Shared {
                 }
             }
         }
-        Ok(receiver)
+        Ok((receiver, covered))
     }
 
     /// Writes what it can without waiting; the writer task sends the rest
@@ -357,7 +419,7 @@ impl Shared {
                 tracing::debug!(node = %self.addr, %error, ?delay, "connection attempt failed");
                 self.fail_queue(state, &error, 0);
                 state.link = LinkState::Backoff {
-                    retry_at: Instant::now() + delay,
+                    retry_at: std::time::Instant::now() + delay,
                     error,
                 };
                 None
@@ -367,11 +429,7 @@ impl Shared {
 
     /// Moves every submitted request into the reader's pipeline, if `link`
     /// is still the connection in use. Returns false when it is not.
-    pub(super) fn take_submitted(
-        &self,
-        link: &Arc<Link>,
-        into: &mut Pipeline<ReplySender>,
-    ) -> bool {
+    pub(super) fn take_submitted(&self, link: &Arc<Link>, into: &mut Pipeline<Request>) -> bool {
         let mut state = self.lock();
         if !is_current(&state, link) {
             return false;
@@ -423,18 +481,65 @@ impl Shared {
         }
     }
 
+    /// Whether the reader's timer is armed.
+    #[cfg(test)]
+    pub(super) fn is_armed(&self) -> bool {
+        self.lock().armed_at.is_some()
+    }
+
+    /// Whether the reader should arm its timer: requests with deadlines
+    /// were submitted while it was not armed, and requests are outstanding.
+    pub(super) fn should_arm(&self) -> bool {
+        self.has_outstanding() && self.needs_arm.swap(false, Ordering::Relaxed)
+    }
+
+    /// The reader's timer: takes the requests submitted meanwhile, gives
+    /// up those whose deadline has passed (their replies are still read,
+    /// and dropped), and returns when the timer is to fire next (the
+    /// earliest deadline left), which covers the requests submitted from
+    /// now on with a deadline no earlier. `None` disarms it.
+    pub(super) fn rearm(&self, link: &Arc<Link>, taken: &mut Pipeline<Request>) -> Option<Instant> {
+        let mut state = self.lock();
+        if !is_current(&state, link) {
+            return None;
+        }
+        taken.take_from(&mut state.submitted);
+        let now = Instant::now();
+        let committed = link.committed();
+        let mut next: Option<Instant> = None;
+        taken.visit_awaiting(committed, |request, unsent| {
+            let Some(deadline) = request.deadline.filter(|_| request.reply.is_some()) else {
+                return;
+            };
+            if deadline <= now {
+                let error = Error::new(ErrorKind::Timeout)
+                    .with_node(self.addr)
+                    .with_unsent(unsent)
+                    .with_detail("no answer by the request's deadline");
+                Request {
+                    reply: request.reply.take(),
+                    deadline: None,
+                }
+                .answer(Err(error));
+            } else {
+                next = Some(next.map_or(deadline, |next| next.min(deadline)));
+            }
+        });
+        state.armed_at = next;
+        next
+    }
+
     /// Fails the requests the reader had taken, after the link closed.
-    pub(super) fn fail_taken(&self, link: &Link, taken: &mut Pipeline<ReplySender>) {
+    pub(super) fn fail_taken(&self, link: &Link, taken: &mut Pipeline<Request>) {
         self.fail_requests(taken, &link.failure(), link.committed());
     }
 
     /// Fails every request of `pipeline`, telling each whether it surely
     /// never left, and gives their places in the window back.
-    fn fail_requests(&self, pipeline: &mut Pipeline<ReplySender>, error: &Error, committed: u64) {
+    fn fail_requests(&self, pipeline: &mut Pipeline<Request>, error: &Error, committed: u64) {
         let count = pipeline.len();
-        for (reply, unsent) in pipeline.fail_all(committed) {
-            // A caller that gave up is simply not there.
-            let _ = reply.send(Err(error.clone().with_unsent(unsent)));
+        for (request, unsent) in pipeline.fail_all(committed) {
+            request.answer(Err(error.clone().with_unsent(unsent)));
         }
         self.outstanding.fetch_sub(count, Ordering::Relaxed);
         self.release(count);
@@ -450,6 +555,8 @@ impl Shared {
 
     fn fail_queue(&self, state: &mut State, error: &Error, committed: u64) {
         self.fail_requests(&mut state.submitted, error, committed);
+        // A new link's reader arms its own timer.
+        state.armed_at = None;
         state.out.clear();
         state.writer_busy = false;
     }

@@ -8,7 +8,7 @@ use memha_proto::Pipeline;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::metrics::Counters;
-use super::shared::{Link, ReplySender, Shared, Started};
+use super::shared::{Link, Request, Shared, Started};
 use super::transport::{self, Reader, Writer};
 use crate::error::{Error, ErrorKind};
 
@@ -119,6 +119,10 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     };
     // Whether the node ever answered on this connection.
     let mut answered = false;
+    // The connection's one timer (see `Shared::rearm`): armed while
+    // requests with a deadline await replies.
+    let mut timer = std::pin::pin!(tokio::time::sleep(std::time::Duration::ZERO));
+    let mut armed = false;
     let error = loop {
         if input.capacity() - input.len() < MIN_READ_ROOM {
             input.reserve(chunk);
@@ -126,7 +130,18 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
         }
         // A read that does not fill the buffer shows the socket drained, so
         // the next read waits for readiness without a wasted system call.
-        match receiving.read_buf(&mut input).await {
+        let read = tokio::select! {
+            biased;
+            read = receiving.read_buf(&mut input) => read,
+            () = &mut timer, if armed => {
+                armed = arm(&shared, &link, &mut taken.pipeline, timer.as_mut());
+                if link.is_closed() {
+                    break link.failure();
+                }
+                continue;
+            }
+        };
+        match read {
             Ok(0) => {
                 let error = Error::new(ErrorKind::Connection).with_detail("closed by the server");
                 break transport::unanswered(&shared.config, answered, error);
@@ -148,12 +163,34 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
             Ok(n) => answered |= n > 0,
             Err(err) => break err,
         }
+        // Requests with deadlines may be waiting: the first batch after an
+        // idle spell arms the timer (then only its firing re-arms it).
+        if !armed && shared.should_arm() {
+            armed = arm(&shared, &link, &mut taken.pipeline, timer.as_mut());
+        }
         if link.is_closed() {
             break link.failure();
         }
     };
     shared.fail(&link, error);
     // Dropping `taken` fails the requests it holds.
+}
+
+/// Re-arms the reader's timer (see `Shared::rearm`); false when nothing
+/// awaits a deadline.
+fn arm(
+    shared: &Shared,
+    link: &Arc<Link>,
+    taken: &mut Pipeline<Request>,
+    timer: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> bool {
+    match shared.rearm(link, taken) {
+        Some(next) => {
+            timer.reset(next);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Decodes every complete reply in `input` and hands each to its request,
@@ -163,7 +200,7 @@ fn dispatch(
     shared: &Shared,
     link: &Arc<Link>,
     input: &mut BytesMut,
-    taken: &mut Pipeline<ReplySender>,
+    taken: &mut Pipeline<Request>,
 ) -> Result<usize, Error> {
     let mut replies = 0;
     let result = loop {
@@ -171,9 +208,8 @@ fn dispatch(
             break Ok(());
         }
         match taken.decode(input) {
-            Ok(Some((reply, answer))) => {
-                // A caller that gave up is simply not there.
-                let _ = reply.send(Ok(answer));
+            Ok(Some((request, answer))) => {
+                request.answer(Ok(answer));
                 replies += 1;
             }
             Ok(None) => break Ok(()),
@@ -192,7 +228,7 @@ fn dispatch(
 /// (the connection broke, or the runtime dropped the task), the requests
 /// still in it are failed and their places in the window given back.
 struct Taken {
-    pipeline: Pipeline<ReplySender>,
+    pipeline: Pipeline<Request>,
     shared: Arc<Shared>,
     link: Arc<Link>,
 }

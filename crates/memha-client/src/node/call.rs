@@ -11,6 +11,8 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use memha_health::{ClassifyOutcome, NodeHealth, Observation};
 use memha_proto::{Command, Reply};
 use tower::Service;
@@ -38,11 +40,18 @@ impl Attempts {
     }
 
     /// Sends `command`, taking it if no retry may need it again. Only the
-    /// user's layers need a copy to keep one: the connection borrows it.
-    fn call(&mut self, command: &mut Option<Command>, keep: bool) -> Attempt {
+    /// user's layers need a copy to keep one: the connection borrows it,
+    /// and may bound it by `deadline` with its own timer.
+    fn call(
+        &mut self,
+        command: &mut Option<Command>,
+        keep: bool,
+        deadline: Option<Instant>,
+    ) -> Attempt {
         match self {
             Attempts::Connection(connection) => {
-                let attempt = connection.send(command.as_mut().expect("a command to send"));
+                let command_ref = command.as_mut().expect("a command to send");
+                let attempt = connection.send(command_ref, deadline);
                 if !keep {
                     *command = None;
                 }
@@ -65,6 +74,16 @@ type BoxedFuture = Pin<Box<dyn Future<Output = Result<Reply, Error>> + Send + 's
 enum Attempt {
     Connection(connection::ResponseFuture),
     Layered(BoxedFuture),
+}
+
+impl Attempt {
+    /// Whether the connection's timer bounds it.
+    fn is_covered(&self) -> bool {
+        match self {
+            Attempt::Connection(future) => future.is_covered(),
+            Attempt::Layered(_) => false,
+        }
+    }
 }
 
 impl Future for Attempt {
@@ -122,6 +141,9 @@ pub(crate) struct NodeCall {
     /// The command: to send while `Queued`; once sent, kept while a retry
     /// may need it.
     command: Option<Command>,
+    /// When the call gives up, if it is bounded: its attempts go to the
+    /// connection with it, whose timer may bound them.
+    deadline: Option<Instant>,
 }
 
 enum Step {
@@ -142,7 +164,20 @@ impl NodeCall {
             route,
             step: Step::Queued,
             command: Some(command),
+            deadline: None,
         }
+    }
+
+    /// The call bounded by `deadline` (see [`bounded`]).
+    pub(crate) fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Whether the attempt in flight is bounded by the connection's timer
+    /// (so its awaiter needs no timer of its own).
+    fn is_covered(&self) -> bool {
+        matches!(&self.step, Step::InFlight(attempt) if attempt.is_covered())
     }
 
     /// Sends the command now if there is room, so requests made one after
@@ -178,7 +213,11 @@ impl NodeCall {
         self.step = match ready!(self.route.poll_ready(cx)) {
             Ok(()) => {
                 let keep = self.retries_left > 0;
-                Step::InFlight(self.route.attempts.call(&mut self.command, keep))
+                Step::InFlight(
+                    self.route
+                        .attempts
+                        .call(&mut self.command, keep, self.deadline),
+                )
             }
             Err(error) => {
                 self.command = None;
@@ -213,10 +252,16 @@ impl Future for NodeCall {
                 Ok(reply) => return Poll::Ready(Ok(reply)),
                 Err(error) => error,
             };
-            let retry = this
-                .command
-                .as_ref()
-                .is_some_and(|command| RetryPolicy::is_retry_safe(command, &error));
+            // Never past the deadline (a request the connection gave up
+            // before writing it is unsent, and would be retry-safe).
+            let in_time = this
+                .deadline
+                .map_or(true, |deadline| Instant::now() < deadline);
+            let retry = in_time
+                && this
+                    .command
+                    .as_ref()
+                    .is_some_and(|command| RetryPolicy::is_retry_safe(command, &error));
             if !retry {
                 this.command = None;
                 return Poll::Ready(Err(error.with_node(this.route.addr)));
@@ -229,24 +274,35 @@ impl Future for NodeCall {
     }
 }
 
-/// Awaits `call` until `timeout` has passed: one timer for the request
-/// with its retries, the wait for room included.
+/// Awaits `call` until `timeout` has passed, the wait for room and the
+/// retries included. While its attempt is covered by the connection's one
+/// timer (see [`Connection`](crate::Connection)), no timer of its own is
+/// made; the first poll that finds it uncovered (waiting for room, the
+/// connection idle before it, the user's layers, a retry) makes one.
 // An `async move` block rather than an `async fn`: the call is kept once
 // in the future, not once as an argument and once as a local.
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn bounded(
-    mut call: NodeCall,
+    call: NodeCall,
     timeout: Duration,
 ) -> impl Future<Output = Result<Reply, Error>> + Send + 'static {
     async move {
-        let mut deadline = std::pin::pin!(tokio::time::sleep(timeout));
+        let deadline = call.deadline.unwrap_or_else(|| Instant::now() + timeout);
+        let mut call = call.with_deadline(deadline);
+        let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
         std::future::poll_fn(|cx| {
             // An answer that came in time wins over the deadline.
             if let Poll::Ready(result) = Pin::new(&mut call).poll(cx) {
                 return Poll::Ready(result);
             }
-            ready!(deadline.as_mut().poll(cx));
-            Poll::Ready(Err(call.time_out(timeout)))
+            if timer.is_none() && !call.is_covered() {
+                timer.set(Some(tokio::time::sleep_until(deadline)));
+            }
+            if let Some(timer) = timer.as_mut().as_pin_mut() {
+                ready!(timer.poll(cx));
+                return Poll::Ready(Err(call.time_out(timeout)));
+            }
+            Poll::Pending
         })
         .await
     }

@@ -12,8 +12,12 @@
 //!
 //! The timeout, retries and health records are one hand-written future
 //! ([`call::NodeCall`] with [`call::bounded`]) rather than a stack of tower
-//! middleware: a request costs one timer and, without layers of your own,
-//! no allocation of the stack's. Each behaviour exists once: the retry
+//! middleware: without layers of your own, a request costs no allocation
+//! of the stack's, and no timer of its own when the connection's one timer
+//! bounds it (replies come back in order, so the reader's timer, armed at
+//! the earliest deadline awaiting a reply, bounds every request sent while
+//! it is armed; the first request after an idle spell, one waiting for
+//! room, a retry or one through your layers makes its own). Each behaviour exists once: the retry
 //! loop is `NodeCall`'s ([`RetryPolicy`] is its configuration), and the
 //! health gate is `memha_health::NodeHealth::admit`, which the public
 //! `memha_health::Health` layer runs too. To retry differently, set
@@ -298,15 +302,16 @@ impl NodeService {
 
     /// Sends one command and awaits its answer: waiting for room, the
     /// attempts and the retries all within `timeout` (and the stack's own
-    /// timeout), under one timer. The fast path of the client and the
-    /// replication layer: nothing is boxed.
+    /// timeout), under the connection's timer or one of its own. The fast
+    /// path of the client and the replication layer: nothing is boxed.
     pub(crate) fn send(
         &self,
         command: Command,
         timeout: Duration,
     ) -> impl Future<Output = Result<Reply, Error>> + Send + 'static {
         let timeout = self.timeout.map_or(timeout, |own| own.min(timeout));
-        call::bounded(self.start(command), timeout)
+        let deadline = tokio::time::Instant::now() + timeout;
+        call::bounded(self.start(command).with_deadline(deadline), timeout)
     }
 
     /// One request on this node, for the caller to bound (a replicated
@@ -336,9 +341,15 @@ impl Service<Command> for NodeService {
         let fresh = self.route.clone();
         let reserved = std::mem::replace(&mut self.route, fresh);
         let mut call = NodeCall::new(reserved, command);
+        let deadline = self
+            .timeout
+            .map(|timeout| (timeout, tokio::time::Instant::now() + timeout));
+        if let Some((_, deadline)) = deadline {
+            call = call.with_deadline(deadline);
+        }
         call.send_now();
-        match self.timeout {
-            Some(timeout) => ResponseFuture::new(Box::pin(call::bounded(call, timeout))),
+        match deadline {
+            Some((timeout, _)) => ResponseFuture::new(Box::pin(call::bounded(call, timeout))),
             None => ResponseFuture::new(Box::pin(call)),
         }
     }
