@@ -194,7 +194,7 @@ async fn requests_bounded_by_the_connection_s_timer_time_out_and_keep_the_stream
     assert_eq!(item.value.as_ref(), b"ok");
 }
 
-/// A retry of the user's own, in place of the stack's: a read whose/// A retry of the user's own, in place of the stack's: a read whose
+/// A retry of the user's own, in place of the stack's: a read whose
 /// connection broke is tried once more, on a fresh connection. It counts
 /// the requests it sees and the retries it makes.
 #[derive(Clone, Default)]

@@ -270,11 +270,10 @@ impl<T> Pipeline<T> {
         }
     }
 
-    /// Visits the payload of every request awaiting its reply, in order,
-    /// with whether it surely never reached the server (see
-    /// [`fail_all`](Self::fail_all) for `committed`): a caller that gives
-    /// up on some requests (at a deadline, say) marks their payloads, and
-    /// their replies, when they come, are still matched and then dropped.
+    /// Visits the payload of every request awaiting its reply, in order: a
+    /// caller that gives up on some requests (at a deadline, say) marks
+    /// their payloads, and their replies, when they come, are still
+    /// matched and then dropped.
     ///
     /// ```
     /// use bytes::BytesMut;
@@ -283,17 +282,14 @@ impl<T> Pipeline<T> {
     /// let mut pipeline = Pipeline::new(Default::default());
     /// let mut out = BytesMut::new();
     /// pipeline.submit(&mut Command::Version, &mut out, Some("waiting"))?;
-    /// pipeline.visit_awaiting(0, |payload, unsent| {
-    ///     assert!(unsent);
-    ///     *payload = None; // given up
-    /// });
+    /// pipeline.visit_awaiting(|payload| *payload = None); // given up
     /// let reply = pipeline.decode(&mut BytesMut::from(&b"VERSION 1\r\n"[..]))?;
     /// assert!(matches!(reply, Some((None, _))));
     /// # Ok::<(), memha_proto::Error>(())
     /// ```
-    pub fn visit_awaiting(&mut self, committed: u64, mut visit: impl FnMut(&mut T, bool)) {
+    pub fn visit_awaiting(&mut self, mut visit: impl FnMut(&mut T)) {
         for awaiting in &mut self.awaiting {
-            visit(&mut awaiting.payload, awaiting.end > committed);
+            visit(&mut awaiting.payload);
         }
     }
 

@@ -1,7 +1,7 @@
 //! The state one node connection shares between its handles and its tasks.
 //!
-//! Replies come back in order, so one timer per connection bounds every
-//! request given a deadline: the reader task keeps it armed at the
+//! Replies come back in order, so one timer per connection can bound the
+//! requests given a deadline: the reader task keeps it armed at the
 //! earliest deadline of the requests awaiting replies, and a request is
 //! covered by it when submitted while it is armed no later than the
 //! request's own deadline. A caller whose request is not covered (the
@@ -53,6 +53,7 @@ impl Request {
         }
     }
 }
+
 /// Where a caller waits for its answer.
 pub(super) type ReplyReceiver = oneshot::Receiver<Result<Reply, Error>>;
 
@@ -490,7 +491,9 @@ impl Shared {
     /// Whether the reader should arm its timer: requests with deadlines
     /// were submitted while it was not armed, and requests are outstanding.
     pub(super) fn should_arm(&self) -> bool {
-        self.has_outstanding() && self.needs_arm.swap(false, Ordering::Relaxed)
+        self.needs_arm.load(Ordering::Relaxed)
+            && self.has_outstanding()
+            && self.needs_arm.swap(false, Ordering::Relaxed)
     }
 
     /// The reader's timer: takes the requests submitted meanwhile, gives
@@ -505,16 +508,16 @@ impl Shared {
         }
         taken.take_from(&mut state.submitted);
         let now = Instant::now();
-        let committed = link.committed();
         let mut next: Option<Instant> = None;
-        taken.visit_awaiting(committed, |request, unsent| {
+        taken.visit_awaiting(|request| {
             let Some(deadline) = request.deadline.filter(|_| request.reply.is_some()) else {
                 return;
             };
             if deadline <= now {
+                // Not unsent, even if not written yet: the writer may
+                // still send it.
                 let error = Error::new(ErrorKind::Timeout)
                     .with_node(self.addr)
-                    .with_unsent(unsent)
                     .with_detail("no answer by the request's deadline");
                 Request {
                     reply: request.reply.take(),

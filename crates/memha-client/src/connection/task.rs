@@ -164,8 +164,14 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
             Err(err) => break err,
         }
         // Requests with deadlines may be waiting: the first batch after an
-        // idle spell arms the timer (then only its firing re-arms it).
-        if !armed && shared.should_arm() {
+        // idle spell arms the timer (then only its firing re-arms it). The
+        // read comes first in the select, so while replies keep coming the
+        // timer is looked at here.
+        if armed {
+            if timer.deadline() <= tokio::time::Instant::now() {
+                armed = arm(&shared, &link, &mut taken.pipeline, timer.as_mut());
+            }
+        } else if shared.should_arm() {
             armed = arm(&shared, &link, &mut taken.pipeline, timer.as_mut());
         }
         if link.is_closed() {
@@ -235,6 +241,10 @@ struct Taken {
 
 impl Drop for Taken {
     fn drop(&mut self) {
+        // A reader dropped with its runtime leaves no link behind (nor a
+        // timer that requests would count on).
+        let stopped = Error::new(ErrorKind::Closed).with_detail("the connection's reader stopped");
+        self.shared.fail(&self.link, stopped);
         self.shared.fail_taken(&self.link, &mut self.pipeline);
     }
 }

@@ -131,9 +131,12 @@ impl Route {
     }
 }
 
-/// One request on one node with its retries, unbounded in time: see the
-/// module's docs. Drop it to give up; [`time_out`](Self::time_out) gives
-/// up with the timeout error and counts the timeout against the node.
+/// One request on one node with its retries, with no timer of its own:
+/// see the module's docs. With a deadline ([`with_deadline`](Self::with_deadline)),
+/// its attempts ask the connection's timer to bound them and it retries
+/// nothing past it. Drop it to give up; [`time_out`](Self::time_out)
+/// gives up with the timeout error and counts the timeout against the
+/// node.
 pub(crate) struct NodeCall {
     route: Route,
     retries_left: usize,
@@ -252,8 +255,7 @@ impl Future for NodeCall {
                 Ok(reply) => return Poll::Ready(Ok(reply)),
                 Err(error) => error,
             };
-            // Never past the deadline (a request the connection gave up
-            // before writing it is unsent, and would be retry-safe).
+            // Never past the deadline: nothing is left for another attempt.
             let in_time = this
                 .deadline
                 .map_or(true, |deadline| Instant::now() < deadline);

@@ -14,11 +14,11 @@
 //! ([`call::NodeCall`] with [`call::bounded`]) rather than a stack of tower
 //! middleware: without layers of your own, a request costs no allocation
 //! of the stack's, and no timer of its own when the connection's one timer
-//! bounds it (replies come back in order, so the reader's timer, armed at
+//! bounds it. Replies come back in order, so the reader's timer, armed at
 //! the earliest deadline awaiting a reply, bounds every request sent while
-//! it is armed; the first request after an idle spell, one waiting for
-//! room, a retry or one through your layers makes its own). Each behaviour exists once: the retry
-//! loop is `NodeCall`'s ([`RetryPolicy`] is its configuration), and the
+//! it is armed with a deadline no earlier; others (the first request after
+//! an idle spell, one waiting for room, a retry, one through your layers)
+//! make their own. Each behaviour exists once: the retry loop is `NodeCall`'s ([`RetryPolicy`] is its configuration), and the
 //! health gate is `memha_health::NodeHealth::admit`, which the public
 //! `memha_health::Health` layer runs too. To retry differently, set
 //! [`RetryPolicy::never`] and add your own retry layer with
