@@ -57,6 +57,21 @@ impl Request {
 /// Where a caller waits for its answer.
 pub(super) type ReplyReceiver = oneshot::Receiver<Result<Reply, Error>>;
 
+/// A value aligned to, and filling, whole cache lines (128 bytes: two
+/// lines, as adjacent lines are fetched together), so that writes to it
+/// and to its neighbours do not contend for the same line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct CacheLines<T>(T);
+
+impl<T> std::ops::Deref for CacheLines<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// Everything a connection's handles and tasks share.
 #[derive(Debug)]
 pub(super) struct Shared {
@@ -67,7 +82,9 @@ pub(super) struct Shared {
     /// until its answer is read or it fails. Permits are taken one by one
     /// and given back in bulk, once per batch of answers.
     pub(super) window: Arc<Semaphore>,
-    state: Mutex<State>,
+    /// On cache lines of its own: callers and the reader take the lock
+    /// while they update the counters beside it.
+    state: CacheLines<Mutex<State>>,
     /// Requests queued and neither answered nor failed yet.
     outstanding: AtomicUsize,
     /// A request with a deadline was submitted while the reader's timer
@@ -200,7 +217,7 @@ impl Shared {
             window: Arc::new(Semaphore::new(config.max_in_flight)),
             config,
             counters: Counters::default(),
-            state: Mutex::new(State {
+            state: CacheLines(Mutex::new(State {
                 link: LinkState::Idle,
                 reconnect,
                 out: BytesMut::new(),
@@ -208,7 +225,7 @@ impl Shared {
                 armed_at: None,
                 writer_busy: false,
                 requests: 0,
-            }),
+            })),
             outstanding: AtomicUsize::new(0),
             needs_arm: AtomicBool::new(false),
             progress: AtomicU64::new(0),
