@@ -52,6 +52,13 @@ impl Request {
             let _ = reply.send(answer);
         }
     }
+
+    /// Fails the request now; its reply, when it comes, is dropped.
+    fn give_up(&mut self, error: Error) {
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(Err(error));
+        }
+    }
 }
 
 /// Where a caller waits for its answer.
@@ -536,11 +543,7 @@ impl Shared {
                 let error = Error::new(ErrorKind::Timeout)
                     .with_node(self.addr)
                     .with_detail("no answer by the request's deadline");
-                Request {
-                    reply: request.reply.take(),
-                    deadline: None,
-                }
-                .answer(Err(error));
+                request.give_up(error);
             } else {
                 next = Some(next.map_or(deadline, |next| next.min(deadline)));
             }
