@@ -241,12 +241,7 @@ impl Shared {
         mut each: impl FnMut(&'h Arc<Member>, Result<Reply, Error>),
     ) {
         let mut deadline = pin!(tokio::time::sleep(self.node_timeout));
-        let mut calls = Calls::new(
-            deadline.as_mut(),
-            self.node_timeout,
-            Order::Sent,
-            holders.len(),
-        );
+        let mut calls = Calls::new(deadline.as_mut(), self.node_timeout, Order::Sent);
         for &holder in holders {
             calls.push(holder, holder.start(Command::MetaSet(command.clone())));
         }
@@ -285,12 +280,7 @@ impl Shared {
         let command = Command::MetaGet(get);
         let mut marked = Marked::default();
         let mut deadline = pin!(tokio::time::sleep(self.node_timeout));
-        let mut calls = Calls::new(
-            deadline.as_mut(),
-            self.node_timeout,
-            Order::Sent,
-            nodes.len(),
-        );
+        let mut calls = Calls::new(deadline.as_mut(), self.node_timeout, Order::Sent);
         for &node in nodes {
             calls.push(node, node.start(command.clone()));
         }

@@ -27,7 +27,8 @@ const WRITE_GRACE: Duration = Duration::from_millis(50);
 impl Shared {
     /// A plain set (`command` is an `ms`): every writable node, then the ack
     /// policy decides.
-    // Not an `async fn`: see the `replicate` module's docs on future size.
+    // An `async move` block: an `async fn` would keep its arguments twice
+    // in the future (see `Replicate::send`).
     #[allow(clippy::manual_async_fn)]
     pub(super) fn set(
         &self,
@@ -236,7 +237,8 @@ impl Shared {
     /// missed it, where every client's read will find it (see
     /// [`mark_stale`](Shared::mark_stale)). In the steady state nothing is
     /// missed and nothing more is sent.
-    // Not an `async fn`: see the `replicate` module's docs on future size.
+    // An `async move` block: an `async fn` would keep its arguments twice
+    // in the future (see `Replicate::send`).
     #[allow(clippy::manual_async_fn)]
     pub(super) fn write_accounted<'s, 'a: 's>(
         &'s self,
