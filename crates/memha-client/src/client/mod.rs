@@ -472,8 +472,7 @@ impl<L> ClientBuilder<L> {
     }
 
     /// The most one request to one node may take, retries and waiting for
-    /// room in the connection included (default 1 s; a longer one than a
-    /// year is taken as a year). On a single node it
+    /// room in the connection included (default 1 s). On a single node it
     /// bounds each operation; a replicated operation makes up to three
     /// rounds of node requests (eight for one the key's primary decides:
     /// add, replace, cas, append, prepend, incr/decr, its wait for the
@@ -604,7 +603,7 @@ impl<L> ClientBuilder<L> {
         let replicate = Replicate::new(
             self.replication.clone(),
             self.health.clone(),
-            self.stack.request_timeout(),
+            self.stack.timeout,
             Box::new(move |addr, id, host, table| {
                 let connection = match host {
                     Some(host) => stack.connection.for_host(host),
@@ -685,7 +684,7 @@ impl<L> ClientBuilder<L> {
         Client {
             inner: Arc::new(Inner {
                 backend,
-                timeout: self.stack.request_timeout(),
+                timeout: self.stack.timeout,
                 limits: self.stack.connection.limits,
             }),
         }
