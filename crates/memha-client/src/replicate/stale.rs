@@ -241,6 +241,7 @@ impl Shared {
         mut each: impl FnMut(&'h Arc<Member>, Result<Reply, Error>),
     ) {
         let mut deadline = pin!(tokio::time::sleep(self.node_timeout));
+        let deadline_at = deadline.deadline();
         let mut calls = Calls::new(deadline.as_mut(), self.node_timeout, Order::Sent);
         for &holder in holders {
             calls.push(holder, holder.start(Command::MetaSet(command.clone())));
@@ -257,7 +258,7 @@ impl Shared {
                     each(holder, answer);
                 }
                 Watched::OnlyStalled => {
-                    Stragglers::new(calls, None).spawn();
+                    Stragglers::new(calls, None, deadline_at).spawn();
                     break;
                 }
             }
@@ -280,6 +281,7 @@ impl Shared {
         let command = Command::MetaGet(get);
         let mut marked = Marked::default();
         let mut deadline = pin!(tokio::time::sleep(self.node_timeout));
+        let deadline_at = deadline.deadline();
         let mut calls = Calls::new(deadline.as_mut(), self.node_timeout, Order::Sent);
         for &node in nodes {
             calls.push(node, node.start(command.clone()));
@@ -306,7 +308,7 @@ impl Shared {
                     }
                 }
                 Watched::OnlyStalled => {
-                    Stragglers::new(calls, None).spawn();
+                    Stragglers::new(calls, None, deadline_at).spawn();
                     break;
                 }
             }
