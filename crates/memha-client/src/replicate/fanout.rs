@@ -73,12 +73,25 @@ impl<'d, T: Clone> Calls<'d, T> {
         }
     }
 
+    /// When the calls time out (a hedge set meanwhile aside).
+    pub(crate) fn deadline(&self) -> Instant {
+        self.after_hedge.unwrap_or_else(|| self.deadline.deadline())
+    }
+
     /// The calls not answered yet, by node.
     pub(crate) fn pending_nodes(&self) -> impl Iterator<Item = &T> {
         self.calls
             .iter()
             .filter(|(_, call)| call.is_some())
             .map(|(node, _)| node)
+    }
+
+    /// Makes room for `more` calls at once: the first growth would make
+    /// room for four, past the size the allocator serves from its
+    /// per-thread cache (a fan-out is allocated on one worker thread and
+    /// often freed on another).
+    pub(crate) fn reserve(&mut self, more: usize) {
+        self.calls.reserve_exact(more);
     }
 
     pub(crate) fn push(&mut self, node: T, mut call: NodeCall) {
@@ -262,71 +275,81 @@ pub(crate) fn is_ack(answer: &Result<Reply, Error>) -> bool {
 /// journaled for it and it is taken Down, so it is made safe before it
 /// serves reads again. A node that refuses the write with a server error
 /// (out of memory) gets a best-effort delete instead.
-pub(crate) async fn write<'a>(
-    targets: &[&'a Arc<Member>],
-    command: &Command,
-    key: Option<&Key>,
+// An `async move` block: an `async fn` would keep its arguments twice
+// in the future (see `Replicate::send`).
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn write<'s, 'a: 's>(
+    targets: &'s [&'a Arc<Member>],
+    command: &'s Command,
+    key: Option<&'s Key>,
     required: usize,
     grace: Duration,
     stall_after: Duration,
     timeout: Duration,
-) -> Gathered<'a> {
-    let mut deadline = pin!(tokio::time::sleep(timeout));
-    let deadline_at = deadline.deadline();
-    // Only a policy short of all the nodes needs the first answers first.
-    let order = match required < targets.len() {
-        true => Order::Arrival,
-        false => Order::Sent,
-    };
-    let mut calls = Calls::new(deadline.as_mut(), timeout, order);
-    for &member in targets {
-        calls.push(member, member.start(command.clone()));
-    }
-    let mut gathered = Gathered {
-        answers: Vec::with_capacity(targets.len()),
-        acked: 0,
-        pending: Vec::new(),
-        stragglers: None,
-    };
-    // Nodes that stopped answering are not waited for: the grace ends
-    // once every node still pending is stalled (looked at every quarter
-    // of `stall_after`).
-    let mut grace_ends: Option<Instant> = None;
-    loop {
-        let next = match grace_ends {
-            None => calls.next().await,
-            Some(end) => {
-                let look = match stall_after.is_zero() {
-                    true => end,
-                    false => end.min(Instant::now() + recheck(stall_after)),
-                };
-                match tokio::time::timeout_at(look, calls.next()).await {
-                    Ok(next) => next,
-                    Err(_) if look >= end || calls.only_stalled_left(stall_after) => break,
-                    Err(_) => continue,
-                }
-            }
+) -> impl Future<Output = Gathered<'a>> + Send + 's {
+    async move {
+        let mut deadline = pin!(tokio::time::sleep(timeout));
+        // Only a policy short of all the nodes needs the first answers first.
+        let order = match required < targets.len() {
+            true => Order::Arrival,
+            false => Order::Sent,
         };
-        let Some((member, answer)) = next else { break };
-        if let Some(key) = key {
-            after_write(member, key, &answer).await;
+        let mut calls = Calls::new(deadline.as_mut(), timeout, order);
+        calls.reserve(targets.len());
+        for &member in targets {
+            calls.push(member, member.start(command.clone()));
         }
-        gathered.acked += usize::from(is_ack(&answer));
-        gathered.answers.push((member, answer));
-        if gathered.acked >= required && grace_ends.is_none() {
-            let stalled = calls.only_stalled_left(stall_after);
-            grace_ends = Some(Instant::now() + if stalled { Duration::ZERO } else { grace });
+        // The answers and the count of acks only: the rest of `Gathered`
+        // is made after the last await (a smaller future).
+        let mut answers = Vec::with_capacity(targets.len());
+        let mut acked = 0;
+        // Nodes that stopped answering are not waited for: the grace ends
+        // once every node still pending is stalled (looked at every quarter
+        // of `stall_after`).
+        let mut grace_ends: Option<Instant> = None;
+        loop {
+            let next = match grace_ends {
+                None => calls.next().await,
+                Some(end) => {
+                    let look = match stall_after.is_zero() {
+                        true => end,
+                        false => end.min(Instant::now() + recheck(stall_after)),
+                    };
+                    match tokio::time::timeout_at(look, calls.next()).await {
+                        Ok(next) => next,
+                        Err(_) if look >= end || calls.only_stalled_left(stall_after) => break,
+                        Err(_) => continue,
+                    }
+                }
+            };
+            let Some((member, answer)) = next else { break };
+            let clean_up = key.and_then(|key| after_write(member, key, &answer));
+            acked += usize::from(is_ack(&answer));
+            answers.push((member, answer));
+            if let Some(clean_up) = clean_up {
+                clean_up.await;
+            }
+            if acked >= required && grace_ends.is_none() {
+                let stalled = calls.only_stalled_left(stall_after);
+                grace_ends = Some(Instant::now() + if stalled { Duration::ZERO } else { grace });
+            }
         }
+        let mut gathered = Gathered {
+            answers,
+            acked,
+            pending: Vec::new(),
+            stragglers: None,
+        };
+        if !calls.is_empty() {
+            gathered.pending = targets
+                .iter()
+                .copied()
+                .filter(|t| !gathered.answers.iter().any(|(m, _)| Arc::ptr_eq(m, t)))
+                .collect();
+            gathered.stragglers = Some(Stragglers::new(calls, key.cloned()));
+        }
+        gathered
     }
-    if !calls.is_empty() {
-        gathered.pending = targets
-            .iter()
-            .copied()
-            .filter(|t| !gathered.answers.iter().any(|(m, _)| Arc::ptr_eq(m, t)))
-            .collect();
-        gathered.stragglers = Some(Stragglers::new(calls, key.cloned(), deadline_at));
-    }
-    gathered
 }
 
 /// The calls of a write that returned before they answered.
@@ -338,13 +361,10 @@ pub(crate) struct Stragglers {
 }
 
 impl Stragglers {
-    /// The calls left in `calls`, for `key` (none for a read), under `deadline`.
-    pub(crate) fn new<'d>(
-        calls: Calls<'d, &Arc<Member>>,
-        key: Option<Key>,
-        deadline: Instant,
-    ) -> Self {
-        let timeout = calls.timeout;
+    /// The calls left in `calls`, for `key` (none for a read), under
+    /// their deadline.
+    pub(crate) fn new<'d>(calls: Calls<'d, &Arc<Member>>, key: Option<Key>) -> Self {
+        let (timeout, deadline) = (calls.timeout, calls.deadline());
         Stragglers {
             calls: calls
                 .into_pending()
@@ -368,7 +388,9 @@ impl Stragglers {
         let mut applied = Vec::new();
         while let Some((member, answer)) = calls.next().await {
             if let Some(key) = &self.key {
-                after_write(&member, key, &answer).await;
+                if let Some(clean_up) = after_write(&member, key, &answer) {
+                    clean_up.await;
+                }
             }
             if let (true, Ok(reply)) = (is_applied(&answer), answer) {
                 applied.push((member, reply));
@@ -394,20 +416,32 @@ fn is_applied(answer: &Result<Reply, Error>) -> bool {
     }
 }
 
-async fn after_write(member: &Member, key: &Key, answer: &Result<Reply, Error>) {
+/// Accounts for one node's answer to a write of `key`; a node that refused
+/// it with a server error is cleaned up by the future returned.
+fn after_write<'m>(
+    member: &'m Member,
+    key: &Key,
+    answer: &Result<Reply, Error>,
+) -> Option<Pin<Box<dyn Future<Output = ()> + Send + 'm>>> {
     match answer {
-        Ok(Reply::Meta(meta)) if meta.status != MetaStatus::Noop => {}
+        Ok(Reply::Meta(meta)) if meta.status != MetaStatus::Noop => None,
         Ok(Reply::Error(_)) => {
             // The node is alive but did not store: make sure it keeps no older
-            // copy. (Boxed: rare, and it would double the size of every write.)
-            let _ = Box::pin(member.call(MetaDelete::new(key.clone()).into())).await;
+            // copy. (Boxed: rare, and awaited inline it would make every
+            // write's future larger.)
+            let delete = MetaDelete::new(key.clone()).into();
+            Some(Box::pin(async move {
+                let _ = member.call(delete).await;
+            }))
         }
         Err(err) if err.is_unsent() && member.state() == memha_health::NodeState::Down => {
             member.record_missed(key);
+            None
         }
         _ => {
             member.record_missed(key);
             member.health.record(Observation::ConnectionFailed);
+            None
         }
     }
 }

@@ -90,28 +90,33 @@ impl Shared {
         }
     }
 
-    pub(super) async fn read_and_repair(
+    // An `async move` block: an `async fn` would keep its arguments twice
+    // in the future (see `Replicate::send`).
+    #[allow(clippy::manual_async_fn)]
+    pub(super) fn read_and_repair(
         self: &Arc<Self>,
         caller: MetaGet,
         first_hit: Option<oneshot::Sender<Reply>>,
-    ) -> Result<Reply, Error> {
-        let read = self
-            .read_resolved(caller.clone(), first_hit, None, Pass::First)
-            .await?;
-        if let Some(recheck) = read.recheck {
-            let this = Arc::clone(self);
-            tokio::spawn(
-                async move {
-                    tokio::time::sleep(recheck.after).await;
-                    let pass = Pass::Recheck {
-                        seen: &recheck.seen,
-                    };
-                    let _ = this.read_resolved(caller, None, None, pass).await;
-                }
-                .in_current_span(),
-            );
+    ) -> impl Future<Output = Result<Reply, Error>> + Send + '_ {
+        async move {
+            let read = self
+                .read_resolved(&caller, first_hit, None, Pass::First)
+                .await?;
+            if let Some(recheck) = read.recheck {
+                let this = Arc::clone(self);
+                tokio::spawn(
+                    async move {
+                        tokio::time::sleep(recheck.after).await;
+                        let pass = Pass::Recheck {
+                            seen: &recheck.seen,
+                        };
+                        let _ = this.read_resolved(&caller, None, None, pass).await;
+                    }
+                    .in_current_span(),
+                );
+            }
+            Ok(read.reply)
         }
-        Ok(read.reply)
     }
 
     /// A read, and what it saw of the key's primary.
@@ -122,229 +127,228 @@ impl Shared {
     /// pass never overwrites a live copy that is not known to be stale
     /// (it may be a write on its way): it reports it (`recheck`) for a
     /// [`Pass::Recheck`] after [`RECHECK_AFTER`].
-    async fn read_resolved(
-        &self,
-        caller: MetaGet,
+    // An `async move` block: an `async fn` would keep its arguments twice
+    // in the future (see `Replicate::send`).
+    #[allow(clippy::manual_async_fn)]
+    fn read_resolved<'s>(
+        &'s self,
+        caller: &'s MetaGet,
         mut first_hit: Option<oneshot::Sender<Reply>>,
         prime_wait: Option<Duration>,
-        pass: Pass<'_>,
-    ) -> Result<ResolvedRead, Error> {
-        let hedge = prime_wait.is_none();
-        let members = self.members.snapshot();
-        let mut up = Placement::of(&members, caller.key.as_bytes()).into_readable();
-        let Some(&primary) = up.first() else {
-            return Err(self.no_nodes(&members));
-        };
-        let primary_transitions = primary.health.transition_count();
-        let wanted = match pass {
-            Pass::First => self.config.read_count(up.len()),
-            Pass::Recheck { .. } => up.len(),
-        };
-        rotate_secondaries(&mut up);
-        let wanted = catching_up_first(&mut up, wanted, self.config.catch_up_window);
-        // Secondaries that stopped answering last, so the subset avoids
-        // them; the primary stays first (its copy decides divergences).
-        let stall_after = self.config.stall_after;
-        if up.iter().skip(1).any(|m| m.is_stalled(stall_after)) {
-            up[1..].sort_by_key(|m| m.is_stalled(stall_after));
-        }
-        let (first, rest) = up.split_at(wanted);
-        let mut get = caller.clone();
-        (get.value, get.client_flags, get.ttl, get.cas) = (true, true, true, true);
-        let command = Command::MetaGet(get);
+        pass: Pass<'s>,
+    ) -> impl Future<Output = Result<ResolvedRead, Error>> + Send + 's {
+        async move {
+            let hedge = prime_wait.is_none();
+            let members = self.members.snapshot();
+            let mut up = Placement::of(&members, caller.key.as_bytes()).into_readable();
+            let Some(&primary) = up.first() else {
+                return Err(self.no_nodes(&members));
+            };
+            let primary_transitions = primary.health.transition_count();
+            let wanted = match pass {
+                Pass::First => self.config.read_count(up.len()),
+                Pass::Recheck { .. } => up.len(),
+            };
+            rotate_secondaries(&mut up);
+            let wanted = catching_up_first(&mut up, wanted, self.config.catch_up_window);
+            // Secondaries that stopped answering last, so the subset avoids
+            // them; the primary stays first (its copy decides divergences).
+            let stall_after = self.config.stall_after;
+            if up.iter().skip(1).any(|m| m.is_stalled(stall_after)) {
+                up[1..].sort_by_key(|m| m.is_stalled(stall_after));
+            }
+            let (first, rest) = up.split_at(wanted);
+            let mut get = caller.clone();
+            (get.value, get.client_flags, get.ttl, get.cas) = (true, true, true, true);
+            let command = Command::MetaGet(get);
 
-        let mut rest = rest;
-        let mut spares = if hedge { rest } else { &[][..] };
-        let round = Round {
-            prior: &[],
-            up: up.len(),
-            nodes: members.len(),
-            catch_up_window: self.config.catch_up_window,
-            hedge,
-            wait: prime_wait,
-        };
-        let mut asked = self
-            .ask(first, &mut spares, &command, &mut first_hit, round)
-            .await;
-        let primary_timed_out = asked
-            .iter()
-            .find(|a| Arc::ptr_eq(a.member, primary))
-            .and_then(|a| a.error.as_ref())
-            .is_some_and(|error| error.is_timeout() && !error.is_unsent());
-        if primary_timed_out && prime_wait.is_some() {
-            // Its operation fails over, and reads the key again there.
-            return Ok(ResolvedRead {
-                reply: shaped(&caller, status_reply(MetaStatus::Miss)),
+            let mut rest = rest;
+            let spares = if hedge { rest } else { &[][..] };
+            let round = Round {
+                prior: &[],
+                up: up.len(),
+                nodes: members.len(),
+                catch_up_window: self.config.catch_up_window,
+                hedge,
+                wait: prime_wait,
+            };
+            let (mut asked, spares_asked) = self
+                .ask(first, spares, &command, &mut first_hit, round)
+                .await;
+            let primary_timed_out = asked
+                .iter()
+                .find(|a| Arc::ptr_eq(a.member, primary))
+                .and_then(|a| a.error.as_ref())
+                .is_some_and(|error| error.is_timeout() && !error.is_unsent());
+            if primary_timed_out && prime_wait.is_some() {
+                // Its operation fails over, and reads the key again there.
+                return Ok(ResolvedRead {
+                    reply: shaped(caller, status_reply(MetaStatus::Miss)),
+                    primary: primary.seed(),
+                    primary_transitions,
+                    primary_timed_out,
+                    primary_needs: None,
+                    recheck: None,
+                });
+            }
+            if hedge {
+                rest = &spares[spares_asked..];
+            }
+            if !asked.iter().any(|a| matches!(a.read, NodeRead::Hit(_))) && !rest.is_empty() {
+                self.counters
+                    .record(Event::MissFailover { key: &caller.key });
+                let failover = std::mem::take(&mut rest);
+                let round = Round {
+                    prior: &asked,
+                    ..round
+                };
+                // Boxed, as the rounds below: rare, and held inline they would
+                // make every read's future (moved whole into its box) larger.
+                let (more, _) =
+                    Box::pin(self.ask(failover, rest, &command, &mut first_hit, round)).await;
+                asked.extend(more);
+            }
+            // Copies that disagree: some node may hold a copy another client
+            // knows to be stale. Ask every Up node, and read what is known.
+            let mut marked = Marked::default();
+            if resolve::disagree(&asked) {
+                let round = Round {
+                    prior: &asked,
+                    ..round
+                };
+                let ((more, _), known) = Box::pin(futures_util::future::join(
+                    self.ask(rest, &[], &command, &mut None, round),
+                    self.marked(&caller.key, &up, hedge.then_some(members.len() / 2)),
+                ))
+                .await;
+                asked.extend(more);
+                marked = known;
+            }
+
+            let primary_index = asked.iter().position(|a| Arc::ptr_eq(a.member, primary));
+            let known_stale = |i: usize| marked.contains(asked[i].member);
+            let mut resolution = resolve::resolve(&asked, primary_index, known_stale);
+            // Two live copies disagree and neither is known to be stale: most
+            // often a write on its way (on some nodes, its marker for the
+            // others not written yet), which the primary-first rule may take
+            // for the older copy. Overwriting now could put the older copy
+            // over the newer one for good: the recheck does it, once the
+            // write has finished or marked the nodes it missed.
+            let mut recheck = None;
+            match pass {
+                Pass::First => {
+                    resolution.repairs.retain(|&(i, repair)| {
+                        let defer = matches!(repair, Repair::Overwrite { .. }) && !known_stale(i);
+                        if defer {
+                            recheck = Some(RECHECK_AFTER);
+                        }
+                        !defer
+                    });
+                    // A tombstone beside live copies: a delete on its way, or
+                    // one that raced a write of the key and landed last on some
+                    // nodes. Once any delete on its way has landed or marked
+                    // the nodes it missed (its calls end within the timeout),
+                    // the live copy, which every read answers, is what the
+                    // tombstones converge to.
+                    if !resolution.held_back.is_empty() {
+                        recheck = Some(self.node_timeout + RECHECK_AFTER);
+                    }
+                }
+                Pass::Recheck { seen } => {
+                    // What changed since the first pass is a write or delete
+                    // on its way: only copies (the winner's too) as they were
+                    // then are converged; a copy known to be stale always is.
+                    let unchanged = |i: usize| match &asked[i].read {
+                        NodeRead::Hit(copy) => seen.contains(&(asked[i].member.seed(), copy.cas)),
+                        _ => true,
+                    };
+                    let settled = resolution.winner.is_some_and(unchanged)
+                        && (0..asked.len()).all(|i| {
+                            known_stale(i)
+                                || !matches!(&asked[i].read, NodeRead::Hit(c) if c.server_stale)
+                                || unchanged(i)
+                        });
+                    resolution.repairs.retain(|&(i, repair)| {
+                        known_stale(i) || matches!(repair, Repair::Add) || (settled && unchanged(i))
+                    });
+                    if settled {
+                        resolution.repairs.append(&mut resolution.held_back);
+                    }
+                }
+            }
+            // Only a read that left a recheck (a divergence) records its copies.
+            let recheck = recheck.map(|after| Recheck {
+                after,
+                seen: asked
+                    .iter()
+                    .filter_map(|a| match &a.read {
+                        NodeRead::Hit(copy) => Some((a.member.seed(), copy.cas)),
+                        _ => None,
+                    })
+                    .collect(),
+            });
+            let primary_needs = primary_needs(&asked, primary_index, &resolution);
+            let resolved = |reply| ResolvedRead {
+                reply,
                 primary: primary.seed(),
                 primary_transitions,
                 primary_timed_out,
-                primary_needs: None,
-                recheck: None,
-            });
-        }
-        if hedge {
-            rest = spares;
-        }
-        if !asked.iter().any(|a| matches!(a.read, NodeRead::Hit(_))) && !rest.is_empty() {
-            self.counters
-                .record(Event::MissFailover { key: &caller.key });
-            let failover = std::mem::take(&mut rest);
-            let round = Round {
-                prior: &asked,
-                ..round
+                primary_needs,
+                recheck,
             };
-            // Boxed, as the rounds below: rare, and held inline they would
-            // make every read's future (moved whole into its box) larger.
-            let more =
-                Box::pin(self.ask(failover, &mut rest, &command, &mut first_hit, round)).await;
-            asked.extend(more);
-        }
-        // Copies that disagree: some node may hold a copy another client
-        // knows to be stale. Ask every Up node, and read what is known.
-        let mut marked = Marked::default();
-        if resolve::disagree(&asked) {
-            let round = Round {
-                prior: &asked,
-                ..round
-            };
-            let (more, known) = Box::pin(futures_util::future::join(
-                self.ask(rest, &mut &[][..], &command, &mut None, round),
-                self.marked(&caller.key, &up, hedge.then_some(members.len() / 2)),
-            ))
-            .await;
-            asked.extend(more);
-            marked = known;
-        }
-
-        let primary_index = asked.iter().position(|a| Arc::ptr_eq(a.member, primary));
-        let known_stale = |i: usize| marked.contains(asked[i].member);
-        let mut resolution = resolve::resolve(&asked, primary_index, known_stale);
-        // Two live copies disagree and neither is known to be stale: most
-        // often a write on its way (on some nodes, its marker for the
-        // others not written yet), which the primary-first rule may take
-        // for the older copy. Overwriting now could put the older copy
-        // over the newer one for good: the recheck does it, once the
-        // write has finished or marked the nodes it missed.
-        let mut recheck = None;
-        match pass {
-            Pass::First => {
-                resolution.repairs.retain(|&(i, repair)| {
-                    let defer = matches!(repair, Repair::Overwrite { .. }) && !known_stale(i);
-                    if defer {
-                        recheck = Some(RECHECK_AFTER);
-                    }
-                    !defer
-                });
-                // A tombstone beside live copies: a delete on its way, or
-                // one that raced a write of the key and landed last on some
-                // nodes. Once any delete on its way has landed or marked
-                // the nodes it missed (its calls end within the timeout),
-                // the live copy, which every read answers, is what the
-                // tombstones converge to.
-                if !resolution.held_back.is_empty() {
-                    recheck = Some(self.node_timeout + RECHECK_AFTER);
-                }
+            if resolution.diverged {
+                self.counters.record(Event::Diverged { key: &caller.key });
             }
-            Pass::Recheck { seen } => {
-                // What changed since the first pass is a write or delete
-                // on its way: only copies (the winner's too) as they were
-                // then are converged; a copy known to be stale always is.
-                let unchanged = |i: usize| match &asked[i].read {
-                    NodeRead::Hit(copy) => seen.contains(&(asked[i].member.seed(), copy.cas)),
-                    _ => true,
-                };
-                let settled = resolution.winner.is_some_and(unchanged)
-                    && (0..asked.len()).all(|i| {
-                        known_stale(i)
-                            || !matches!(&asked[i].read, NodeRead::Hit(c) if c.server_stale)
-                            || unchanged(i)
+            if resolution.stale_lost > 0 {
+                self.counters.record(Event::StaleLost {
+                    key: &caller.key,
+                    copies: resolution.stale_lost,
+                });
+            }
+            // One await for the repairs (boxed: rare, and it would double
+            // the size of every read), so what lives across it is not kept
+            // beside every other await of the read.
+            let primary_cas = match resolution.repairs.is_empty() {
+                true => None,
+                false => {
+                    let winner = resolution.winner.map(|w| match &asked[w].read {
+                        NodeRead::Hit(best) => (w, Ttl::from_remaining(best.ttl).exptime()),
+                        _ => unreachable!("the winner hit"),
                     });
-                resolution.repairs.retain(|&(i, repair)| {
-                    known_stale(i) || matches!(repair, Repair::Add) || (settled && unchanged(i))
-                });
-                if settled {
-                    resolution.repairs.append(&mut resolution.held_back);
+                    Box::pin(self.repair(
+                        caller,
+                        &asked,
+                        winner,
+                        &resolution.repairs,
+                        Some(primary),
+                        "read",
+                    ))
+                    .await
                 }
-            }
-        }
-        // Only a read that left a recheck (a divergence) records its copies.
-        let recheck = recheck.map(|after| Recheck {
-            after,
-            seen: asked
-                .iter()
-                .filter_map(|a| match &a.read {
-                    NodeRead::Hit(copy) => Some((a.member.seed(), copy.cas)),
-                    _ => None,
-                })
-                .collect(),
-        });
-        let primary_needs = primary_needs(&asked, primary_index, &resolution);
-        let resolved = |reply| ResolvedRead {
-            reply,
-            primary: primary.seed(),
-            primary_transitions,
-            primary_timed_out,
-            primary_needs,
-            recheck,
-        };
-        if resolution.diverged {
-            self.counters.record(Event::Diverged { key: &caller.key });
-        }
-        if resolution.stale_lost > 0 {
-            self.counters.record(Event::StaleLost {
-                key: &caller.key,
-                copies: resolution.stale_lost,
-            });
-        }
-        let Some(winner) = resolution.winner else {
-            if !resolution.repairs.is_empty() {
-                Box::pin(self.repair(
-                    &caller,
-                    &asked,
-                    None,
-                    &resolution.repairs,
-                    Some(primary),
-                    "read",
-                ))
-                .await;
-            }
-            // A tombstone (a copy the server flags stale) says the key was deleted.
-            let absent = asked.iter().any(|a| match &a.read {
-                NodeRead::Miss => true,
-                NodeRead::Hit(copy) => copy.server_stale,
-                NodeRead::Failed => false,
-            });
-            return match absent {
-                true => Ok(resolved(shaped(&caller, status_reply(MetaStatus::Miss)))),
-                false => Err(asked
-                    .into_iter()
-                    .find_map(|a| a.error)
-                    .unwrap_or_else(|| self.no_nodes(&members))),
             };
-        };
-        let mut answer = asked[winner].reply.take().expect("a hit has a reply");
-        if !resolution.repairs.is_empty() {
-            // Boxed: rare, and it would double the size of every read.
-            let exptime = match &asked[winner].read {
-                NodeRead::Hit(best) => Ttl::from_remaining(best.ttl).exptime(),
-                _ => unreachable!("the winner hit"),
+            let Some(winner) = resolution.winner else {
+                // A tombstone (a copy the server flags stale) says the key was deleted.
+                let absent = asked.iter().any(|a| match &a.read {
+                    NodeRead::Miss => true,
+                    NodeRead::Hit(copy) => copy.server_stale,
+                    NodeRead::Failed => false,
+                });
+                return match absent {
+                    true => Ok(resolved(shaped(caller, status_reply(MetaStatus::Miss)))),
+                    false => Err(asked
+                        .into_iter()
+                        .find_map(|a| a.error)
+                        .unwrap_or_else(|| self.no_nodes(&members))),
+                };
             };
-            let primary_cas = Box::pin(self.repair(
-                &caller,
-                &asked,
-                Some((winner, exptime)),
-                &resolution.repairs,
-                Some(primary),
-                "read",
-            ))
-            .await;
+            let mut answer = asked[winner].reply.take().expect("a hit has a reply");
             // The CAS token a read returns is the primary's: `cas` is checked
             // there. (When the primary hit, it is the winner.) Without it, the
             // winner's token is returned, and a `cas` with it fails safely at
             // the primary.
             answer.flags.cas = primary_cas.or(answer.flags.cas);
+            Ok(resolved(shaped(caller, Reply::Meta(answer))))
         }
-        Ok(resolved(shaped(&caller, Reply::Meta(answer))))
     }
 
     /// Writes the winning copy (with `exptime`, in memcached's units) to the
@@ -368,7 +372,6 @@ impl Shared {
             None => (None, 0),
         };
         let mut deadline = pin!(tokio::time::sleep(self.node_timeout));
-        let deadline_at = deadline.deadline();
         let mut calls = Calls::new(deadline.as_mut(), self.node_timeout, Order::Sent);
         for &(i, repair) in repairs {
             let member = asked[i].member;
@@ -394,7 +397,7 @@ impl Shared {
             let (member, result) = match next {
                 Watched::Answer(member, result) => (member, result),
                 Watched::OnlyStalled => {
-                    Stragglers::new(calls, None, deadline_at).spawn();
+                    Stragglers::new(calls, None).spawn();
                     break;
                 }
             };
@@ -435,87 +438,94 @@ impl Shared {
     /// it is the only Up node) as soon as it comes.
     ///
     /// With `round.hedge`, nodes still silent after the hedge delay are
-    /// joined by as many of `spares` (which are taken off it), and the
+    /// joined by as many of `spares` (the first of them; it returns how
+    /// many it asked besides its answers), and the
     /// round may end without nodes that are *stalled* (no answer on their
     /// connection for `stall_after`: a fault, not a slow moment), as a
     /// read that found them Down would (see [`Round::settle`]). Otherwise
     /// every node asked is awaited. The silent nodes finish in the
     /// background, their timeouts counted against their node.
-    async fn ask<'a>(
-        &self,
-        nodes: &[&'a Arc<Member>],
-        spares: &mut &[&'a Arc<Member>],
-        command: &Command,
-        first_hit: &mut Option<oneshot::Sender<Reply>>,
-        round: Round<'_, 'a>,
-    ) -> Vec<Asked<'a>> {
-        let timeout = round.wait.unwrap_or(self.node_timeout);
-        let mut deadline = pin!(tokio::time::sleep(timeout));
-        let deadline_at = deadline.deadline();
-        // Every answer is awaited, unless a first hit is to be forwarded.
-        let order = match first_hit {
-            Some(_) => Order::Arrival,
-            None => Order::Sent,
-        };
-        let mut calls = Calls::new(deadline.as_mut(), timeout, order);
-        for &member in nodes {
-            calls.push(member, member.start(command.clone()));
-        }
-        let (hedge, stall_after) = (self.config.hedge_after, self.config.stall_after);
-        let watch = round.hedge && !stall_after.is_zero();
-        let look_every = recheck(stall_after);
-        let mut hedged = hedge.is_zero() || spares.is_empty();
-        if watch {
-            // One timer: the hedge, then looks at the silent nodes.
-            calls.hedge_at(Instant::now() + if hedged { look_every } else { hedge });
-        }
-        let mut watching = false;
-        let mut asked: Vec<Asked<'a>> = Vec::with_capacity(nodes.len());
-        while let Some(step) = calls.next_step().await {
-            let (member, answer) = match step {
-                Step::Answer(member, answer) => (member, answer),
-                Step::Hedge => {
-                    if !hedged {
-                        let silent = calls.pending_nodes().count().min(spares.len());
-                        self.ask_spares(&mut calls, spares, silent, command);
-                        hedged = true;
-                    }
-                    watching = true;
-                    if self.settled(round, &asked, &mut calls, spares, command) {
-                        break;
-                    }
-                    // Look again once the silent nodes may count as stalled.
-                    calls.hedge_at(Instant::now() + look_every);
-                    continue;
-                }
+    // An `async move` block: an `async fn` would keep its arguments twice
+    // in the future (see `Replicate::send`).
+    #[allow(clippy::manual_async_fn)]
+    fn ask<'s, 'a: 's>(
+        &'s self,
+        nodes: &'s [&'a Arc<Member>],
+        spares: &'s [&'a Arc<Member>],
+        command: &'s Command,
+        first_hit: &'s mut Option<oneshot::Sender<Reply>>,
+        round: Round<'s, 'a>,
+    ) -> impl Future<Output = (Vec<Asked<'a>>, usize)> + Send + 's {
+        async move {
+            let (all_spares, mut spares) = (spares, spares);
+            let timeout = round.wait.unwrap_or(self.node_timeout);
+            let mut deadline = pin!(tokio::time::sleep(timeout));
+            // Every answer is awaited, unless a first hit is to be forwarded.
+            let order = match first_hit {
+                Some(_) => Order::Arrival,
+                None => Order::Sent,
             };
-            let read = asked_of(member, answer);
-            // A lone hit may be a copy another client knows to be stale:
-            // forward a hit early only once a second node agrees with it,
-            // or when it is the only node there is.
-            if let (Some(_), NodeRead::Hit(copy)) = (&first_hit, &read.read) {
-                let agreed = round.up == 1
-                    || asked
-                        .iter()
-                        .any(|a| matches!(&a.read, NodeRead::Hit(c) if resolve::same(c, copy)));
-                if agreed {
-                    if let (Some(sender), Some(reply)) = (first_hit.take(), &read.reply) {
-                        let _ = sender.send(Reply::Meta(reply.clone()));
+            let mut calls = Calls::new(deadline.as_mut(), timeout, order);
+            calls.reserve(nodes.len() + spares.len());
+            for &member in nodes {
+                calls.push(member, member.start(command.clone()));
+            }
+            let (hedge, stall_after) = (self.config.hedge_after, self.config.stall_after);
+            let watch = round.hedge && !stall_after.is_zero();
+            let look_every = recheck(stall_after);
+            let mut hedged = hedge.is_zero() || spares.is_empty();
+            if watch {
+                // One timer: the hedge, then looks at the silent nodes.
+                calls.hedge_at(Instant::now() + if hedged { look_every } else { hedge });
+            }
+            let mut watching = false;
+            let mut asked: Vec<Asked<'a>> = Vec::with_capacity(nodes.len());
+            while let Some(step) = calls.next_step().await {
+                let (member, answer) = match step {
+                    Step::Answer(member, answer) => (member, answer),
+                    Step::Hedge => {
+                        if !hedged {
+                            let silent = calls.pending_nodes().count().min(spares.len());
+                            self.ask_spares(&mut calls, &mut spares, silent, command);
+                            hedged = true;
+                        }
+                        watching = true;
+                        if self.settled(round, &asked, &mut calls, &mut spares, command) {
+                            break;
+                        }
+                        // Look again once the silent nodes may count as stalled.
+                        calls.hedge_at(Instant::now() + look_every);
+                        continue;
+                    }
+                };
+                let read = asked_of(member, answer);
+                // A lone hit may be a copy another client knows to be stale:
+                // forward a hit early only once a second node agrees with it,
+                // or when it is the only node there is.
+                if let (Some(_), NodeRead::Hit(copy)) = (&first_hit, &read.read) {
+                    let agreed = round.up == 1
+                        || asked
+                            .iter()
+                            .any(|a| matches!(&a.read, NodeRead::Hit(c) if resolve::same(c, copy)));
+                    if agreed {
+                        if let (Some(sender), Some(reply)) = (first_hit.take(), &read.reply) {
+                            let _ = sender.send(Reply::Meta(reply.clone()));
+                        }
                     }
                 }
+                asked.push(read);
+                if watching
+                    && !calls.is_empty()
+                    && self.settled(round, &asked, &mut calls, &mut spares, command)
+                {
+                    break;
+                }
             }
-            asked.push(read);
-            if watching
-                && !calls.is_empty()
-                && self.settled(round, &asked, &mut calls, spares, command)
-            {
-                break;
+            if !calls.is_empty() {
+                Stragglers::new(calls, None).spawn();
             }
+            (asked, all_spares.len() - spares.len())
         }
-        if !calls.is_empty() {
-            Stragglers::new(calls, None, deadline_at).spawn();
-        }
-        asked
     }
 
     /// Whether the round may end now without its silent nodes (see
@@ -757,7 +767,7 @@ impl Shared {
     ) -> Result<Primed, Error> {
         let caller = MetaGet::full(key.clone());
         let read = self
-            .read_resolved(caller.clone(), None, Some(wait), Pass::First)
+            .read_resolved(&caller, None, Some(wait), Pass::First)
             .await?;
         // A live copy was read during the call: an add is refused at once.
         // Asking the primary instead could find it emptied by a restart

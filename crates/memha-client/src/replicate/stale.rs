@@ -241,7 +241,6 @@ impl Shared {
         mut each: impl FnMut(&'h Arc<Member>, Result<Reply, Error>),
     ) {
         let mut deadline = pin!(tokio::time::sleep(self.node_timeout));
-        let deadline_at = deadline.deadline();
         let mut calls = Calls::new(deadline.as_mut(), self.node_timeout, Order::Sent);
         for &holder in holders {
             calls.push(holder, holder.start(Command::MetaSet(command.clone())));
@@ -258,7 +257,7 @@ impl Shared {
                     each(holder, answer);
                 }
                 Watched::OnlyStalled => {
-                    Stragglers::new(calls, None, deadline_at).spawn();
+                    Stragglers::new(calls, None).spawn();
                     break;
                 }
             }
@@ -281,7 +280,6 @@ impl Shared {
         let command = Command::MetaGet(get);
         let mut marked = Marked::default();
         let mut deadline = pin!(tokio::time::sleep(self.node_timeout));
-        let deadline_at = deadline.deadline();
         let mut calls = Calls::new(deadline.as_mut(), self.node_timeout, Order::Sent);
         for &node in nodes {
             calls.push(node, node.start(command.clone()));
@@ -308,7 +306,7 @@ impl Shared {
                     }
                 }
                 Watched::OnlyStalled => {
-                    Stragglers::new(calls, None, deadline_at).spawn();
+                    Stragglers::new(calls, None).spawn();
                     break;
                 }
             }

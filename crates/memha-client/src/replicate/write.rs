@@ -1,5 +1,6 @@
 //! Writes that go to every writable node: set, delete, touch, flush.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,19 +27,27 @@ const WRITE_GRACE: Duration = Duration::from_millis(50);
 impl Shared {
     /// A plain set (`command` is an `ms`): every writable node, then the ack
     /// policy decides.
-    pub(super) async fn set(&self, command: Command) -> Result<Reply, Error> {
-        let Command::MetaSet(set) = &command else {
-            unreachable!("a set")
-        };
-        let key = &set.key;
-        let members = self.members.snapshot();
-        let placement = Placement::of(&members, key.as_bytes());
-        let targets = self.targets(&members, &placement, key)?;
-        let gathered = self.write_accounted(key, &command, &targets, None).await?;
-        Ok(gathered
-            .reply_of(placement.primary())
-            .cloned()
-            .expect("an acknowledged write has a reply"))
+    // An `async move` block: an `async fn` would keep its arguments twice
+    // in the future (see `Replicate::send`).
+    #[allow(clippy::manual_async_fn)]
+    pub(super) fn set(
+        &self,
+        command: Command,
+    ) -> impl Future<Output = Result<Reply, Error>> + Send + '_ {
+        async move {
+            let Command::MetaSet(set) = &command else {
+                unreachable!("a set")
+            };
+            let key = &set.key;
+            let members = self.members.snapshot();
+            let placement = Placement::of(&members, key.as_bytes());
+            let targets = self.targets(&members, &placement, key)?;
+            let gathered = self.write_accounted(key, &command, &targets, None).await?;
+            Ok(gathered
+                .reply_of(placement.primary())
+                .cloned()
+                .expect("an acknowledged write has a reply"))
+        }
     }
 
     /// A delete: every writable node, leaving a tombstone (see
@@ -228,131 +237,137 @@ impl Shared {
     /// missed it, where every client's read will find it (see
     /// [`mark_stale`](Shared::mark_stale)). In the steady state nothing is
     /// missed and nothing more is sent.
-    pub(super) async fn write_accounted<'a>(
-        &self,
-        key: &Key,
-        command: &Command,
-        targets: &WriteTargets<'a>,
+    // An `async move` block: an `async fn` would keep its arguments twice
+    // in the future (see `Replicate::send`).
+    #[allow(clippy::manual_async_fn)]
+    pub(super) fn write_accounted<'s, 'a: 's>(
+        &'s self,
+        key: &'s Key,
+        command: &'s Command,
+        targets: &'s WriteTargets<'a>,
         also_holding: Option<&'a Arc<Member>>,
-    ) -> Result<Gathered<'a>, Error> {
-        let extra = usize::from(also_holding.is_some());
-        let required = self
-            .config
-            .ack
-            .required(targets.writable.len() + extra)
-            .saturating_sub(extra);
-        // A set's outcome is the same whoever stores it: a stalled node is
-        // not waited for. A delete's or touch's outcome (found or not) may
-        // rest on the one node that holds the key: it gets the grace.
-        let stall_after = match command {
-            Command::MetaSet(_) => self.config.stall_after,
-            _ => Duration::ZERO,
-        };
-        // A Down node this client already named in the key's marker
-        // during this outage needs no new entry (one line per writer, not
-        // one per write of a hot key).
-        let down = |m: &Arc<Member>| m.state() == NodeState::Down;
-        let absent: Vec<&Arc<Member>> = targets
-            .absent
-            .iter()
-            .copied()
-            .filter(|m| !(down(m) && m.journal().is_marked(key)))
-            .collect();
-        let write = fanout::write(
-            &targets.writable,
-            command,
-            Some(key),
-            required,
-            WRITE_GRACE,
-            stall_after,
-            self.node_timeout,
-        );
-        // The nodes known to miss the write are recorded beside it, on
-        // every writable node, rather than after it on those that stored
-        // it: a fault costs the write no round trip more.
-        let (mut gathered, early) = match (absent.is_empty(), targets.writable.is_empty()) {
-            (false, false) => {
-                // On the primary that decided the write too, when there is one.
-                let mut on: Vec<&Arc<Member>> = targets.writable.clone();
-                on.extend(also_holding);
-                let record = self.write_markers(key, &absent, &on);
-                // Boxed, as the marking below: only during a fault, and
-                // held inline they would make every write's future (moved
-                // whole into its box) larger.
-                let (gathered, (_, stored)) =
-                    Box::pin(futures_util::future::join(write, record)).await;
-                (gathered, stored)
-            }
-            _ => (write.await, Vec::new()),
-        };
-        let stragglers = gathered.stragglers.take();
-        let mut marked = Ok(None);
-        let mut holders = gathered.holders();
-        holders.extend(also_holding);
-        // Known to a reader only where a node that stored the write holds
-        // it: else recorded again, after the write, like a new miss.
-        let early_held = holders
-            .iter()
-            .any(|h| early.iter().any(|m| Arc::ptr_eq(h, m)));
-        if early_held {
-            for member in absent.iter().filter(|m| down(m)) {
-                member.journal().note_marked(key);
-            }
-        }
-        if (!absent.is_empty() && !early_held) || gathered.missed().next().is_some() {
-            let missed: Vec<&Arc<Member>> = absent
+    ) -> impl Future<Output = Result<Gathered<'a>, Error>> + Send + 's {
+        async move {
+            let extra = usize::from(also_holding.is_some());
+            let required = self
+                .config
+                .ack
+                .required(targets.writable.len() + extra)
+                .saturating_sub(extra);
+            // A set's outcome is the same whoever stores it: a stalled node is
+            // not waited for. A delete's or touch's outcome (found or not) may
+            // rest on the one node that holds the key: it gets the grace.
+            let stall_after = match command {
+                Command::MetaSet(_) => self.config.stall_after,
+                _ => Duration::ZERO,
+            };
+            // A Down node this client already named in the key's marker
+            // during this outage needs no new entry (one line per writer, not
+            // one per write of a hot key).
+            let down = |m: &Arc<Member>| m.state() == NodeState::Down;
+            let absent: Vec<&Arc<Member>> = targets
+                .absent
                 .iter()
                 .copied()
-                .filter(|_| !early_held)
-                .chain(gathered.missed())
+                .filter(|m| !(down(m) && m.journal().is_marked(key)))
                 .collect();
-            if !holders.is_empty() && !missed.is_empty() {
-                marked = Box::pin(self.mark_stale(key, &missed, &holders))
-                    .await
-                    .map(|at_ms| Some((at_ms, holders.into_iter().cloned().collect())));
-                if marked.is_ok() {
-                    for member in missed.iter().filter(|m| down(m)) {
-                        member.journal().note_marked(key);
+            let write = fanout::write(
+                &targets.writable,
+                command,
+                Some(key),
+                required,
+                WRITE_GRACE,
+                stall_after,
+                self.node_timeout,
+            );
+            // The nodes known to miss the write are recorded beside it, on
+            // every writable node, rather than after it on those that stored
+            // it: a fault costs the write no round trip more.
+            let (mut gathered, early) = match (absent.is_empty(), targets.writable.is_empty()) {
+                (false, false) => {
+                    // On the primary that decided the write too, when there is one.
+                    let mut on: Vec<&Arc<Member>> = targets.writable.clone();
+                    on.extend(also_holding);
+                    let record = self.write_markers(key, &absent, &on);
+                    // Boxed, as the marking below: only during a fault, and
+                    // held inline they would make every write's future (moved
+                    // whole into its box) larger.
+                    let (gathered, (_, stored)) =
+                        Box::pin(futures_util::future::join(write, record)).await;
+                    (gathered, stored)
+                }
+                _ => (write.await, Vec::new()),
+            };
+            let stragglers = gathered.stragglers.take();
+            let mut marked = Ok(None);
+            let mut holders = gathered.holders();
+            holders.extend(also_holding);
+            // Known to a reader only where a node that stored the write holds
+            // it: else recorded again, after the write, like a new miss.
+            let early_held = holders
+                .iter()
+                .any(|h| early.iter().any(|m| Arc::ptr_eq(h, m)));
+            if early_held {
+                for member in absent.iter().filter(|m| down(m)) {
+                    member.journal().note_marked(key);
+                }
+            }
+            if (!absent.is_empty() && !early_held) || gathered.missed().next().is_some() {
+                let missed: Vec<&Arc<Member>> = absent
+                    .iter()
+                    .copied()
+                    .filter(|_| !early_held)
+                    .chain(gathered.missed())
+                    .collect();
+                if !holders.is_empty() && !missed.is_empty() {
+                    marked = Box::pin(self.mark_stale(key, &missed, &holders))
+                        .await
+                        .map(|at_ms| Some((at_ms, holders.into_iter().cloned().collect())));
+                    if marked.is_ok() {
+                        for member in missed.iter().filter(|m| down(m)) {
+                            member.journal().note_marked(key);
+                        }
                     }
                 }
             }
-        }
-        if let Some(stragglers) = stragglers {
-            // A node counted as missing the write may apply it after all:
-            // then its entries go, or its fresh copy would lose a later
-            // divergence to copies that may be gone by then. Only while the
-            // nodes that stored the write still hold what the late node now
-            // holds, though: a late set or delete may have landed over a
-            // newer write or delete of another client (multi-client chaos
-            // seed 10), and a late touch touched whatever copy the node had
-            // (chaos seed 19: one the others lacked, the touch answered "not
-            // found"); such a node keeps its entries and loses the next read.
-            let marking: Option<(u64, Vec<Arc<Member>>)> = marked.as_ref().ok().cloned().flatten();
-            let (writer, key, command) = (self.writer, key.clone(), command.clone());
-            tokio::spawn(
-                async move {
-                    let Some((at_ms, holders)) = marking else {
-                        stragglers.finish().await;
-                        return;
-                    };
-                    let mut in_line = Vec::new();
-                    for (member, late) in stragglers.finish().await {
-                        let now_holds = stale::Left::after(&command, &late);
-                        if stale::still_left(&key, &now_holds, &holders).await {
-                            in_line.push(member);
+            if let Some(stragglers) = stragglers {
+                // A node counted as missing the write may apply it after all:
+                // then its entries go, or its fresh copy would lose a later
+                // divergence to copies that may be gone by then. Only while the
+                // nodes that stored the write still hold what the late node now
+                // holds, though: a late set or delete may have landed over a
+                // newer write or delete of another client (multi-client chaos
+                // seed 10), and a late touch touched whatever copy the node had
+                // (chaos seed 19: one the others lacked, the touch answered "not
+                // found"); such a node keeps its entries and loses the next read.
+                let marking: Option<(u64, Vec<Arc<Member>>)> =
+                    marked.as_ref().ok().cloned().flatten();
+                let (writer, key, command) = (self.writer, key.clone(), command.clone());
+                tokio::spawn(
+                    async move {
+                        let Some((at_ms, holders)) = marking else {
+                            stragglers.finish().await;
+                            return;
+                        };
+                        let mut in_line = Vec::new();
+                        for (member, late) in stragglers.finish().await {
+                            let now_holds = stale::Left::after(&command, &late);
+                            if stale::still_left(&key, &now_holds, &holders).await {
+                                in_line.push(member);
+                            }
+                        }
+                        if !in_line.is_empty() {
+                            stale::clear_late(writer, &key, &in_line, &holders, at_ms).await;
                         }
                     }
-                    if !in_line.is_empty() {
-                        stale::clear_late(writer, &key, &in_line, &holders, at_ms).await;
-                    }
-                }
-                .in_current_span(),
-            );
+                    .in_current_span(),
+                );
+            }
+            marked?;
+            let required = self.required_after(&gathered, targets, extra, required);
+            self.check_acks(&gathered, required)?;
+            Ok(gathered)
         }
-        marked?;
-        let required = self.required_after(&gathered, targets, extra, required);
-        self.check_acks(&gathered, required)?;
-        Ok(gathered)
     }
 
     /// How many acknowledgements the write needs once its answers are in:
