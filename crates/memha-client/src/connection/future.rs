@@ -26,14 +26,15 @@ enum State {
         reply: ReplyReceiver,
         /// The connection's timer bounds the request by its deadline.
         covered: bool,
-        // Keeps the connection open while someone waits on it.
-        _owner: Arc<Owner>,
+        // Keeps the connection open while someone waits on it (`None` when
+        // the caller holds a handle until the answer).
+        _owner: Option<Arc<Owner>>,
     },
     Failed(Option<Error>),
 }
 
 impl ResponseFuture {
-    pub(super) fn waiting(reply: ReplyReceiver, covered: bool, owner: Arc<Owner>) -> Self {
+    pub(super) fn waiting(reply: ReplyReceiver, covered: bool, owner: Option<Arc<Owner>>) -> Self {
         ResponseFuture {
             state: State::Waiting {
                 reply,

@@ -130,10 +130,10 @@ impl Connection {
     }
 
     /// How long requests have been outstanding on this connection with no
-    /// answer read (zero when none is outstanding): a node that stopped
-    /// answering shows here long before its requests time out.
-    pub(crate) fn stalled_for(&self) -> std::time::Duration {
-        self.owner.shared.stalled_for()
+    /// answer read, as of `now` (zero when none is outstanding): a node
+    /// that stopped answering shows here long before its requests time out.
+    pub(crate) fn stalled_for(&self, now: std::time::Instant) -> std::time::Duration {
+        self.owner.shared.stalled_for(now)
     }
 
     /// The connection's counters since it was created.
@@ -236,6 +236,28 @@ impl Connection {
         command: &mut Command,
         deadline: Option<tokio::time::Instant>,
     ) -> ResponseFuture {
+        let owner = Arc::clone(&self.owner);
+        self.submit(command, deadline, Some(owner))
+    }
+
+    /// [`send`](Self::send) for a caller that keeps this handle until the
+    /// answer (the node stack's calls): the future does not hold the
+    /// connection open itself, which saves two updates of a count every
+    /// request on every thread shares.
+    pub(crate) fn send_held(
+        &mut self,
+        command: &mut Command,
+        deadline: Option<tokio::time::Instant>,
+    ) -> ResponseFuture {
+        self.submit(command, deadline, None)
+    }
+
+    fn submit(
+        &mut self,
+        command: &mut Command,
+        deadline: Option<tokio::time::Instant>,
+        owner: Option<Arc<Owner>>,
+    ) -> ResponseFuture {
         assert!(
             std::mem::take(&mut self.reserved),
             "Connection::call without a successful poll_ready"
@@ -245,7 +267,7 @@ impl Connection {
                 if let Some(runtime) = submitted.connect {
                     runtime.spawn(task::connect(Arc::clone(&self.owner.shared)));
                 }
-                ResponseFuture::waiting(submitted.reply, submitted.covered, Arc::clone(&self.owner))
+                ResponseFuture::waiting(submitted.reply, submitted.covered, owner)
             }
             Err(error) => ResponseFuture::failed(error),
         }

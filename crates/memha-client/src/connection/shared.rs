@@ -245,14 +245,15 @@ impl Shared {
         self.progress.store(now, Ordering::Relaxed);
     }
 
-    /// How long requests have been outstanding with no answer read: zero
-    /// when none is outstanding.
-    pub(super) fn stalled_for(&self) -> Duration {
+    /// How long requests have been outstanding with no answer read, as of
+    /// `now`: zero when none is outstanding.
+    pub(super) fn stalled_for(&self, now: std::time::Instant) -> Duration {
         if !self.has_outstanding() {
             return Duration::ZERO;
         }
         let since = Duration::from_nanos(self.progress.load(Ordering::Relaxed));
-        self.epoch.elapsed().saturating_sub(since)
+        now.saturating_duration_since(self.epoch)
+            .saturating_sub(since)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -51,7 +51,8 @@ impl Attempts {
         match self {
             Attempts::Connection(connection) => {
                 let command_ref = command.as_mut().expect("a command to send");
-                let attempt = connection.send(command_ref, deadline);
+                // The call keeps its route, and so this handle, until the answer.
+                let attempt = connection.send_held(command_ref, deadline);
                 if !keep {
                     *command = None;
                 }

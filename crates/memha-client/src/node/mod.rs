@@ -293,11 +293,12 @@ impl NodeService {
     }
 
     /// How long the node's connection has had requests outstanding with no
-    /// answer read (zero for a stack not built by a [`NodeStackBuilder`]).
-    pub(crate) fn stalled_for(&self) -> Duration {
+    /// answer read, as of `now` (zero for a stack not built by a
+    /// [`NodeStackBuilder`]).
+    pub(crate) fn stalled_for(&self, now: std::time::Instant) -> Duration {
         self.connection
             .as_ref()
-            .map_or(Duration::ZERO, Connection::stalled_for)
+            .map_or(Duration::ZERO, |connection| connection.stalled_for(now))
     }
 
     /// Sends one command and awaits its answer: waiting for room, the

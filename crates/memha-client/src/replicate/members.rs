@@ -112,7 +112,13 @@ impl Member {
     /// `after` or longer (never, for a zero `after`): it is passed over by
     /// reads and not waited for by writes, long before its requests time out.
     pub(crate) fn is_stalled(&self, after: Duration) -> bool {
-        !after.is_zero() && self.service.stalled_for() >= after
+        self.is_stalled_at(after, std::time::Instant::now())
+    }
+
+    /// [`is_stalled`](Self::is_stalled) as of `now`, so a read that looks
+    /// at several nodes reads the clock once.
+    pub(crate) fn is_stalled_at(&self, after: Duration, now: std::time::Instant) -> bool {
+        !after.is_zero() && self.service.stalled_for(now) >= after
     }
 
     /// Sends one command through the node's stack, waiting for room and

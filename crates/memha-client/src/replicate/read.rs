@@ -154,8 +154,11 @@ impl Shared {
             // Secondaries that stopped answering last, so the subset avoids
             // them; the primary stays first (its copy decides divergences).
             let stall_after = self.config.stall_after;
-            if up.iter().skip(1).any(|m| m.is_stalled(stall_after)) {
-                up[1..].sort_by_key(|m| m.is_stalled(stall_after));
+            if !stall_after.is_zero() {
+                let now = std::time::Instant::now();
+                if up.iter().skip(1).any(|m| m.is_stalled_at(stall_after, now)) {
+                    up[1..].sort_by_key(|m| m.is_stalled_at(stall_after, now));
+                }
             }
             let (first, rest) = up.split_at(wanted);
             let mut get = caller.clone();
@@ -459,7 +462,9 @@ impl Shared {
         async move {
             let (all_spares, mut spares) = (spares, spares);
             let timeout = round.wait.unwrap_or(self.node_timeout);
-            let mut deadline = pin!(tokio::time::sleep(timeout));
+            // One clock read for the deadline and the hedge.
+            let start = Instant::now();
+            let mut deadline = pin!(tokio::time::sleep_until(start + timeout));
             // Every answer is awaited, unless a first hit is to be forwarded.
             let order = match first_hit {
                 Some(_) => Order::Arrival,
@@ -476,7 +481,7 @@ impl Shared {
             let mut hedged = hedge.is_zero() || spares.is_empty();
             if watch {
                 // One timer: the hedge, then looks at the silent nodes.
-                calls.hedge_at(Instant::now() + if hedged { look_every } else { hedge });
+                calls.hedge_at(start + if hedged { look_every } else { hedge });
             }
             let mut watching = false;
             let mut asked: Vec<Asked<'a>> = Vec::with_capacity(nodes.len());
