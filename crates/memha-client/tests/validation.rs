@@ -88,3 +88,27 @@ async fn oversized_values_are_refused_and_nothing_is_sent() {
     );
     assert_eq!(client.get("k").await.unwrap().unwrap().value, fits);
 }
+
+#[tokio::test]
+async fn a_timeout_too_long_to_reckon_a_deadline_with_is_taken_as_a_year() {
+    let cluster = memha_tests::MemcachedCluster::start(3).expect("start memcached");
+    let single = memha_client::Client::builder()
+        .node(cluster.node(0).addr())
+        .timeout(Duration::MAX)
+        .build()
+        .await
+        .unwrap();
+    let replicated = memha_client::Client::builder()
+        .nodes(cluster.addrs())
+        .timeout(Duration::MAX)
+        .build()
+        .await
+        .unwrap();
+    for client in [&single, &replicated] {
+        assert_eq!(client.timeout(), Duration::from_secs(365 * 24 * 60 * 60));
+        client.set("k", "v").await.unwrap();
+        let item = client.get("k").await.unwrap().expect("a hit");
+        assert_eq!(item.value, "v");
+        assert!(client.add("k", "w").await.unwrap() == StoreOutcome::NotStored);
+    }
+}

@@ -472,7 +472,8 @@ impl<L> ClientBuilder<L> {
     }
 
     /// The most one request to one node may take, retries and waiting for
-    /// room in the connection included (default 1 s). On a single node it
+    /// room in the connection included (default 1 s; a longer one than a
+    /// year is taken as a year). On a single node it
     /// bounds each operation; a replicated operation makes up to three
     /// rounds of node requests (eight for one the key's primary decides:
     /// add, replace, cas, append, prepend, incr/decr, its wait for the
@@ -603,7 +604,7 @@ impl<L> ClientBuilder<L> {
         let replicate = Replicate::new(
             self.replication.clone(),
             self.health.clone(),
-            self.stack.timeout,
+            self.stack.request_timeout(),
             Box::new(move |addr, id, host, table| {
                 let connection = match host {
                     Some(host) => stack.connection.for_host(host),
@@ -684,7 +685,7 @@ impl<L> ClientBuilder<L> {
         Client {
             inner: Arc::new(Inner {
                 backend,
-                timeout: self.stack.timeout,
+                timeout: self.stack.request_timeout(),
                 limits: self.stack.connection.limits,
             }),
         }

@@ -79,7 +79,9 @@ pub(crate) type BoxedService = BoxCloneSyncService<Command, Reply, Error>;
 /// ```
 #[derive(Clone)]
 pub struct NodeStackBuilder<L = Identity> {
-    /// The most a request may take, retries included (default 1 s).
+    /// The most a request may take, retries included (default 1 s; at most
+    /// a year: a longer one is taken as a year, so a deadline can always be
+    /// reckoned).
     pub timeout: Duration,
     /// Which failures are retried and how often (default: two retries).
     pub retry: RetryPolicy,
@@ -111,10 +113,17 @@ impl Default for NodeStackBuilder<Identity> {
 }
 
 impl<L> NodeStackBuilder<L> {
-    /// The most a request may take, retries included (default 1 s).
+    /// The most a request may take, retries included (default 1 s; at most
+    /// a year).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// [`timeout`](Self::timeout) as requests use it: at most a year.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        const YEAR: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+        self.timeout.min(YEAR)
     }
 
     /// Which failures are retried and how often.
@@ -204,7 +213,7 @@ impl<L> NodeStackBuilder<L> {
                 max_retries: self.retry.max_retries(),
                 health,
             },
-            timeout: Some(self.timeout),
+            timeout: Some(self.request_timeout()),
             connection: Some(connection),
         }
     }
