@@ -91,7 +91,7 @@ pub struct Watcher {
     current: BTreeMap<NodeId, NodeAddr>,
     /// Changes not yet yielded.
     queue: VecDeque<Change<NodeId, NodeAddr>>,
-    stats: MetricsHandle,
+    metrics: MetricsHandle,
 }
 
 enum State {
@@ -171,7 +171,7 @@ impl WatcherBuilder {
             errors: vec![None; n],
             current: BTreeMap::new(),
             queue: VecDeque::new(),
-            stats: MetricsHandle::default(),
+            metrics: MetricsHandle::default(),
         }
     }
 }
@@ -197,7 +197,7 @@ impl Watcher {
     /// fail fast at start-up on a misconfiguration (an unknown cluster, no
     /// credentials).
     pub async fn ready(&mut self) -> Result<Vec<NodeAddr>, Error> {
-        if self.stats.inner.rounds.load(Ordering::Relaxed) == 0 {
+        if self.metrics.inner.rounds.load(Ordering::Relaxed) == 0 {
             poll_fn(|cx| self.poll_round(cx)).await;
         }
         if self.sources.is_empty() || self.snapshots.iter().any(Option::is_some) {
@@ -231,13 +231,13 @@ impl Watcher {
 
     /// The counters so far.
     pub fn metrics(&self) -> WatcherMetrics {
-        self.stats.get()
+        self.metrics.get()
     }
 
     /// A handle that reads the counters after the watcher has been moved
     /// (into a balancer, say).
     pub fn metrics_handle(&self) -> MetricsHandle {
-        self.stats.clone()
+        self.metrics.clone()
     }
 
     /// Each source's error in the last round, by source name (sources that
@@ -327,7 +327,7 @@ impl Watcher {
                     self.snapshots[i] = Some(nodes);
                 }
                 Err(error) => {
-                    self.stats
+                    self.metrics
                         .inner
                         .source_errors
                         .fetch_add(1, Ordering::Relaxed);
@@ -363,15 +363,15 @@ impl Watcher {
                 removes.push(Change::Remove(id.clone()));
             }
         }
-        let stats = &self.stats.inner;
+        let metrics = &self.metrics.inner;
         for change in inserts.iter().chain(&replaced).chain(&removes) {
             match change {
                 Change::Insert(id, addr) => {
-                    stats.inserts.fetch_add(1, Ordering::Relaxed);
+                    metrics.inserts.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(node = %id, addr = %addr, "discovered node");
                 }
                 Change::Remove(id) => {
-                    stats.removes.fetch_add(1, Ordering::Relaxed);
+                    metrics.removes.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(node = %id, "node removed by discovery");
                 }
             }
@@ -380,8 +380,8 @@ impl Watcher {
         self.queue.extend(replaced);
         self.queue.extend(removes);
         self.current = merged;
-        stats.rounds.fetch_add(1, Ordering::Relaxed);
-        stats
+        metrics.rounds.fetch_add(1, Ordering::Relaxed);
+        metrics
             .nodes
             .store(self.current.len() as u64, Ordering::Relaxed);
     }
@@ -411,7 +411,7 @@ impl fmt::Debug for Watcher {
             .field("source_timeout", &self.source_timeout)
             .field("nodes", &self.current.len())
             .field("queued", &self.queue.len())
-            .field("stats", &self.stats.get())
+            .field("metrics", &self.metrics.get())
             .finish()
     }
 }
@@ -497,7 +497,7 @@ pub struct MapServices<F> {
 }
 
 impl<F> MapServices<F> {
-    /// The watcher inside, for its stats and nodes.
+    /// The watcher inside, for its metrics and nodes.
     pub fn watcher(&self) -> &Watcher {
         &self.watcher
     }

@@ -98,7 +98,8 @@ impl ConnectionConfig {
 
     /// The wait before a new connection attempt after a failed one: `min`
     /// after the first failure, doubling up to `max`, with jitter (defaults
-    /// 50 ms and 1 s). The first attempt after a working connection broke is
+    /// 50 ms and 1 s; a `min` under 1 ms is taken as 1 ms, as health
+    /// probes' backoff is). The first attempt after a working connection broke is
     /// made at once. Requests made while waiting fail at once with
     /// [`ErrorKind::Connect`](crate::ErrorKind::Connect).
     pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {

@@ -279,7 +279,7 @@ mod tests {
     use std::time::Duration;
 
     use memha_proto::{Key, MetaGet};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
     use tokio::time::Instant;
 
@@ -315,16 +315,9 @@ mod tests {
 
     /// Reads until `count` request lines have arrived.
     async fn requests(server: &mut tokio::net::TcpStream, count: usize) {
-        let mut seen = Vec::new();
-        while seen.windows(2).filter(|w| w == b"\r\n").count() < count {
-            let mut chunk = [0u8; 256];
-            let read = tokio::time::timeout(BOUND, server.read(&mut chunk))
-                .await
-                .expect("requests arrive")
-                .unwrap();
-            assert!(read > 0, "the client closed the connection");
-            seen.extend_from_slice(&chunk[..read]);
-        }
+        memha_tests::read_lines(server, count, BOUND)
+            .await
+            .expect("requests arrive");
     }
 
     #[tokio::test]

@@ -1,9 +1,11 @@
 //! One request on one node: waiting for room, the attempt, the retries.
 //!
 //! [`NodeCall`] is a plain state machine over the node's attempt service,
-//! with no timer of its own: whoever awaits it bounds it, and a replicated
-//! operation bounds all its node calls with one timer. It is `Unpin`, so a
-//! fan-out keeps its calls in a `Vec` without boxing them.
+//! with no timer of its own: whoever awaits it bounds it ([`bounded`], only
+//! when the connection's timer does not; a replicated operation bounds all
+//! its node calls with one timer), and with a deadline it retries nothing
+//! past it. It is `Unpin`, so a fan-out keeps its calls in a `Vec` without
+//! boxing them.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -277,8 +279,9 @@ impl Future for NodeCall {
     }
 }
 
-/// Awaits `call` until `timeout` has passed, the wait for room and the
-/// retries included. While its attempt is covered by the connection's one
+/// Awaits `call` until its deadline (set with
+/// [`NodeCall::with_deadline`], `timeout` after it was made), the wait for
+/// room and the retries included. While its attempt is covered by the connection's one
 /// timer (see [`Connection`](crate::Connection)), no timer of its own is
 /// made; the first poll that finds it uncovered (waiting for room, the
 /// connection idle before it, the user's layers, a retry) makes one.
@@ -290,8 +293,8 @@ pub(crate) fn bounded(
     timeout: Duration,
 ) -> impl Future<Output = Result<Reply, Error>> + Send + 'static {
     async move {
-        let deadline = call.deadline.unwrap_or_else(|| Instant::now() + timeout);
-        let mut call = call.with_deadline(deadline);
+        let deadline = call.deadline.expect("a bounded call carries its deadline");
+        let mut call = call;
         let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
         std::future::poll_fn(|cx| {
             // An answer that came in time wins over the deadline.

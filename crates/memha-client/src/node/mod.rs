@@ -17,9 +17,10 @@
 //! bounds it. Replies come back in order, so the reader's timer, armed at
 //! the earliest deadline awaiting a reply, bounds every request sent while
 //! it is armed with a deadline no earlier; others (the first request after
-//! an idle spell, one waiting for room, a retry, one through your layers)
-//! make their own. Each behaviour exists once: the retry loop is `NodeCall`'s ([`RetryPolicy`] is its configuration), and the
-//! health gate is `memha_health::NodeHealth::admit`, which the public
+//! an idle spell, one waiting for room, a retry it does not cover, one
+//! through your layers) make their own. Each behaviour exists once: the
+//! retry loop is `NodeCall`'s ([`RetryPolicy`] is its configuration), and
+//! the health gate is `memha_health::NodeHealth::admit`, which the public
 //! `memha_health::Health` layer runs too. To retry differently, set
 //! [`RetryPolicy::never`] and add your own retry layer with
 //! [`NodeStackBuilder::layer`]. The stack is assembled by a [`NodeStackBuilder`], which builds

@@ -126,7 +126,7 @@ impl Shared {
                 if let Some(silent) = members.iter().find(|m| m.seed() == primed.primary) {
                     tracing::debug!(node = %silent.id, "the primary did not answer the priming read: failing over");
                     // A read applied nothing: no key to journal.
-                    silent.fail_over_from(None);
+                    silent.take_down(None);
                 }
             }
             let placement = Placement::of(&members, key.as_bytes());
@@ -164,7 +164,7 @@ impl Shared {
     ) -> Result<Reply, Error> {
         let failed = |error: Error| {
             if !error.is_unsent() {
-                primary.fail_over_from(Some(key));
+                primary.take_down(Some(key));
             }
             error
         };

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use memha_health::Observation;
 use memha_proto::{Command, Key, MetaDelete, MetaStatus, Reply};
 use tokio::time::{Instant, Sleep};
 use tracing::Instrument;
@@ -51,10 +50,18 @@ pub(crate) enum Order {
 }
 
 impl<'d, T: Clone> Calls<'d, T> {
-    /// Calls bounded by `deadline`, a sleep of `timeout` (named in errors).
-    pub(crate) fn new(deadline: Pin<&'d mut Sleep>, timeout: Duration, order: Order) -> Self {
+    /// Calls bounded by `deadline`, a sleep of `timeout` (named in errors),
+    /// with room for `expected` calls at once (letting the first push size
+    /// it would make room for four: past the allocator's per-thread cache,
+    /// see the module's docs).
+    pub(crate) fn new(
+        deadline: Pin<&'d mut Sleep>,
+        timeout: Duration,
+        order: Order,
+        expected: usize,
+    ) -> Self {
         Calls {
-            calls: Vec::new(),
+            calls: Vec::with_capacity(expected),
             pending: 0,
             order,
             deadline,
@@ -66,7 +73,7 @@ impl<'d, T: Clone> Calls<'d, T> {
     /// Fires a [`Step::Hedge`] at `at` if calls are still pending then
     /// (one timer serves both), and from then on gives answers as they come.
     pub(crate) fn hedge_at(&mut self, at: Instant) {
-        let end = self.deadline.deadline();
+        let end = self.deadline();
         if at < end {
             self.after_hedge = Some(end);
             self.deadline.as_mut().reset(at);
@@ -84,14 +91,6 @@ impl<'d, T: Clone> Calls<'d, T> {
             .iter()
             .filter(|(_, call)| call.is_some())
             .map(|(node, _)| node)
-    }
-
-    /// Makes room for `more` calls at once: the first growth would make
-    /// room for four, past the size the allocator serves from its
-    /// per-thread cache (a fan-out is allocated on one worker thread and
-    /// often freed on another).
-    pub(crate) fn reserve(&mut self, more: usize) {
-        self.calls.reserve_exact(more);
     }
 
     pub(crate) fn push(&mut self, node: T, mut call: NodeCall) {
@@ -275,8 +274,7 @@ pub(crate) fn is_ack(answer: &Result<Reply, Error>) -> bool {
 /// journaled for it and it is taken Down, so it is made safe before it
 /// serves reads again. A node that refuses the write with a server error
 /// (out of memory) gets a best-effort delete instead.
-// An `async move` block: an `async fn` would keep its arguments twice
-// in the future (see `Replicate::send`).
+// Not an `async fn`: see the `replicate` module's docs on future size.
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn write<'s, 'a: 's>(
     targets: &'s [&'a Arc<Member>],
@@ -294,8 +292,7 @@ pub(crate) fn write<'s, 'a: 's>(
             true => Order::Arrival,
             false => Order::Sent,
         };
-        let mut calls = Calls::new(deadline.as_mut(), timeout, order);
-        calls.reserve(targets.len());
+        let mut calls = Calls::new(deadline.as_mut(), timeout, order, targets.len());
         for &member in targets {
             calls.push(member, member.start(command.clone()));
         }
@@ -381,7 +378,7 @@ impl Stragglers {
     /// the write after all, with their answers.
     pub(crate) async fn finish(self) -> Vec<(Arc<Member>, Reply)> {
         let deadline = pin!(tokio::time::sleep_until(self.deadline));
-        let mut calls = Calls::new(deadline, self.timeout, Order::Sent);
+        let mut calls = Calls::new(deadline, self.timeout, Order::Sent, self.calls.len());
         for (member, call) in self.calls {
             calls.push(member, call);
         }
@@ -439,8 +436,7 @@ fn after_write<'m>(
             None
         }
         _ => {
-            member.record_missed(key);
-            member.health.record(Observation::ConnectionFailed);
+            member.take_down(Some(key));
             None
         }
     }

@@ -152,14 +152,15 @@ impl Member {
         self.journal().record(key);
     }
 
-    /// Takes Down at once a key's primary that left a coordinated
-    /// operation's request unanswered (the health threshold would keep the
-    /// operation on it for another timeout, and deciding elsewhere while it
-    /// is Up could put two primaries on one key). A request that may have
-    /// applied a write (`applied`) journals its key, so the node is made
-    /// safe before it serves reads again.
-    pub(crate) fn fail_over_from(&self, applied: Option<&Key>) {
-        if let Some(key) = applied {
+    /// Takes the node Down at once: it failed a write, or, as a key's
+    /// primary, left a coordinated operation's request unanswered (the
+    /// health threshold would keep the operation on it for another
+    /// timeout, and deciding elsewhere while it is Up could put two
+    /// primaries on one key). A key the node may lack or hold stale
+    /// (`missed`) is journaled, so the node is made safe before it serves
+    /// reads again.
+    pub(crate) fn take_down(&self, missed: Option<&Key>) {
+        if let Some(key) = missed {
             self.record_missed(key);
         }
         self.health.record(Observation::ConnectionFailed);

@@ -90,8 +90,7 @@ impl Shared {
         }
     }
 
-    // An `async move` block: an `async fn` would keep its arguments twice
-    // in the future (see `Replicate::send`).
+    // Not an `async fn`: see the `replicate` module's docs on future size.
     #[allow(clippy::manual_async_fn)]
     pub(super) fn read_and_repair(
         self: &Arc<Self>,
@@ -127,8 +126,7 @@ impl Shared {
     /// pass never overwrites a live copy that is not known to be stale
     /// (it may be a write on its way): it reports it (`recheck`) for a
     /// [`Pass::Recheck`] after [`RECHECK_AFTER`].
-    // An `async move` block: an `async fn` would keep its arguments twice
-    // in the future (see `Replicate::send`).
+    // Not an `async fn`: see the `replicate` module's docs on future size.
     #[allow(clippy::manual_async_fn)]
     fn read_resolved<'s>(
         &'s self,
@@ -375,7 +373,12 @@ impl Shared {
             None => (None, 0),
         };
         let mut deadline = pin!(tokio::time::sleep(self.node_timeout));
-        let mut calls = Calls::new(deadline.as_mut(), self.node_timeout, Order::Sent);
+        let mut calls = Calls::new(
+            deadline.as_mut(),
+            self.node_timeout,
+            Order::Sent,
+            repairs.len(),
+        );
         for &(i, repair) in repairs {
             let member = asked[i].member;
             let command = match (repair, best) {
@@ -448,8 +451,7 @@ impl Shared {
     /// read that found them Down would (see [`Round::settle`]). Otherwise
     /// every node asked is awaited. The silent nodes finish in the
     /// background, their timeouts counted against their node.
-    // An `async move` block: an `async fn` would keep its arguments twice
-    // in the future (see `Replicate::send`).
+    // Not an `async fn`: see the `replicate` module's docs on future size.
     #[allow(clippy::manual_async_fn)]
     fn ask<'s, 'a: 's>(
         &'s self,
@@ -470,8 +472,12 @@ impl Shared {
                 Some(_) => Order::Arrival,
                 None => Order::Sent,
             };
-            let mut calls = Calls::new(deadline.as_mut(), timeout, order);
-            calls.reserve(nodes.len() + spares.len());
+            let mut calls = Calls::new(
+                deadline.as_mut(),
+                timeout,
+                order,
+                nodes.len() + spares.len(),
+            );
             for &member in nodes {
                 calls.push(member, member.start(command.clone()));
             }

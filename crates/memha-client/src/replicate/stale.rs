@@ -241,7 +241,12 @@ impl Shared {
         mut each: impl FnMut(&'h Arc<Member>, Result<Reply, Error>),
     ) {
         let mut deadline = pin!(tokio::time::sleep(self.node_timeout));
-        let mut calls = Calls::new(deadline.as_mut(), self.node_timeout, Order::Sent);
+        let mut calls = Calls::new(
+            deadline.as_mut(),
+            self.node_timeout,
+            Order::Sent,
+            holders.len(),
+        );
         for &holder in holders {
             calls.push(holder, holder.start(Command::MetaSet(command.clone())));
         }
@@ -280,7 +285,12 @@ impl Shared {
         let command = Command::MetaGet(get);
         let mut marked = Marked::default();
         let mut deadline = pin!(tokio::time::sleep(self.node_timeout));
-        let mut calls = Calls::new(deadline.as_mut(), self.node_timeout, Order::Sent);
+        let mut calls = Calls::new(
+            deadline.as_mut(),
+            self.node_timeout,
+            Order::Sent,
+            nodes.len(),
+        );
         for &node in nodes {
             calls.push(node, node.start(command.clone()));
         }

@@ -449,13 +449,9 @@ async fn an_add_whose_primary_froze_fails_over_within_one_timeout() {
     }
 }
 
-/// The most a replicated operation's future may take. A future is
-/// allocated on the worker thread that starts it and often freed on the
-/// other; glibc serves blocks up to 1,032 bytes from per-thread caches,
-/// while larger ones take its arena locks, which both workers contend for
-/// (measured in the compare bench: 0.25 futex calls per operation at 1,576
-/// bytes, 0.05 at 1,024). Rare rounds are boxed, and arguments are kept
-/// once (`async move` blocks rather than `async fn`s), to stay within it.
+/// The most a replicated operation's future may take (see the module's
+/// docs in `replicate/mod.rs`; measured in the compare bench: 0.25 futex
+/// calls per operation at 1,576 bytes, 0.05 at 1,024).
 const MAX_OPERATION_SIZE: usize = 1024;
 
 #[tokio::test(start_paused = true)]

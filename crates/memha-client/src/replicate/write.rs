@@ -27,8 +27,7 @@ const WRITE_GRACE: Duration = Duration::from_millis(50);
 impl Shared {
     /// A plain set (`command` is an `ms`): every writable node, then the ack
     /// policy decides.
-    // An `async move` block: an `async fn` would keep its arguments twice
-    // in the future (see `Replicate::send`).
+    // Not an `async fn`: see the `replicate` module's docs on future size.
     #[allow(clippy::manual_async_fn)]
     pub(super) fn set(
         &self,
@@ -237,8 +236,7 @@ impl Shared {
     /// missed it, where every client's read will find it (see
     /// [`mark_stale`](Shared::mark_stale)). In the steady state nothing is
     /// missed and nothing more is sent.
-    // An `async move` block: an `async fn` would keep its arguments twice
-    // in the future (see `Replicate::send`).
+    // Not an `async fn`: see the `replicate` module's docs on future size.
     #[allow(clippy::manual_async_fn)]
     pub(super) fn write_accounted<'s, 'a: 's>(
         &'s self,
