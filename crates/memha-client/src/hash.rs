@@ -1,6 +1,6 @@
 //! The one stable hash of memha: a fixed function of its input, never a
 //! per-process seeded hasher, so every client (and every version) agrees
-//! on rendezvous placement, lock stripes, marker keys and trace hashes.
+//! on rendezvous placement, marker keys and trace hashes.
 
 /// A 64-bit score of `key` on the node whose identity hashes to `node_seed`.
 pub(crate) fn score(node_seed: u64, key: &[u8]) -> u64 {

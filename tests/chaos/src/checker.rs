@@ -439,7 +439,7 @@ pub fn check(input: &CheckInput<'_>) -> Findings {
 ///   nodes read and the primary repaired when it missed, the add itself,
 ///   the primary read again for its copy, the copy written to the others
 ///   (and clean-ups): 7, plus at most one waiting for an earlier
-///   coordinated call on a key of the same lock stripe: 8.
+///   coordinated call on the same key: 8.
 pub fn timeouts(op: &Op) -> u32 {
     match op {
         Op::Get | Op::Touch { .. } => READ_TIMEOUTS,

@@ -1,10 +1,11 @@
 //! Conditional and read-modify-write operations, decided by the key's primary.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaSet, MetaStatus, Reply, SetMode};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -20,29 +21,80 @@ type Members = Arc<Vec<Arc<Member>>>;
 /// Serialises the coordinated operations of this client on one key, so the
 /// copies it propagates reach the other nodes in the order the primary
 /// applied them (32 concurrent increments end equal on every node).
+///
+/// One lock per key in use, not stripes shared by unrelated keys: under a
+/// slow node a coordinated operation may take several timeouts, and an
+/// operation on another key must not wait for it (single-client chaos
+/// seed 19: adds on other keys of a shared stripe timed out). A key's
+/// entry lives while an operation holds or awaits its lock.
+#[derive(Default)]
 pub(super) struct KeyLocks {
-    stripes: Vec<Mutex<()>>,
+    in_use: std::sync::Mutex<HashMap<Key, KeyLock>>,
+}
+
+/// A key's lock, and how many operations hold or await it.
+struct KeyLock {
+    lock: Arc<Mutex<()>>,
+    claims: usize,
 }
 
 impl KeyLocks {
-    pub(super) fn new(stripes: usize) -> Self {
-        KeyLocks {
-            stripes: (0..stripes.max(1)).map(|_| Mutex::new(())).collect(),
-        }
-    }
-
-    /// Waits for the key's stripe until `until`: behind a call stuck on a
-    /// hung node, the others fail in time rather than queue without end.
+    /// Waits for `key`'s lock until `until`: behind a call stuck on a hung
+    /// node, the others fail in time rather than queue without end.
     /// Nothing was sent when this fails.
-    async fn lock(&self, key: &Key, until: Instant) -> Result<MutexGuard<'_, ()>, Error> {
-        let stripe = crate::hash::score(0, key.as_bytes()) as usize % self.stripes.len();
-        tokio::time::timeout_at(until, self.stripes[stripe].lock())
+    async fn lock(&self, key: &Key, until: Instant) -> Result<KeyGuard<'_>, Error> {
+        let lock = {
+            let mut in_use = self.in_use();
+            let entry = in_use.entry(key.clone()).or_insert_with(|| KeyLock {
+                lock: Arc::default(),
+                claims: 0,
+            });
+            entry.claims += 1;
+            Arc::clone(&entry.lock)
+        };
+        // Made before the wait, so a wait that fails or is dropped gives
+        // its claim back.
+        let mut claim = KeyGuard {
+            locks: self,
+            key: key.clone(),
+            _held: None,
+        };
+        let held = tokio::time::timeout_at(until, lock.lock_owned())
             .await
             .map_err(|_| {
-                Error::new(ErrorKind::Timeout).with_detail(
-                    "an earlier operation on a key of the same lock stripe held it for two timeouts",
-                )
-            })
+                Error::new(ErrorKind::Timeout)
+                    .with_unsent(true)
+                    .with_detail(
+                        "an earlier operation on the same key held its lock for two timeouts",
+                    )
+            })?;
+        claim._held = Some(held);
+        Ok(claim)
+    }
+
+    fn in_use(&self) -> std::sync::MutexGuard<'_, HashMap<Key, KeyLock>> {
+        // Never left half-changed: a panic elsewhere leaves it usable.
+        self.in_use.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A claim on one key's lock, held once `_held` is set. The key's entry
+/// goes with its last claim.
+struct KeyGuard<'l> {
+    locks: &'l KeyLocks,
+    key: Key,
+    _held: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for KeyGuard<'_> {
+    fn drop(&mut self) {
+        let mut in_use = self.locks.in_use();
+        if let Some(entry) = in_use.get_mut(&self.key) {
+            entry.claims -= 1;
+            if entry.claims == 0 {
+                in_use.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -420,3 +472,62 @@ const PRIMING_ATTEMPTS: usize = 3;
 /// How many times a write over a tombstone looks again after the
 /// tombstone's CAS moved.
 const TOMBSTONE_ATTEMPTS: usize = 5;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use memha_proto::Key;
+    use tokio::time::Instant;
+
+    use super::KeyLocks;
+
+    fn key(name: &'static str) -> Key {
+        Key::new(name).expect("a valid key")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_operation_on_another_key_does_not_wait() {
+        let locks = KeyLocks::default();
+        let _held = locks.lock(&key("a"), Instant::now()).await.expect("free");
+        // A lock that is free is taken even at its deadline.
+        let other = locks.lock(&key("b"), Instant::now()).await;
+        assert!(other.is_ok(), "another key's operation waited");
+        assert_eq!(locks.in_use().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_operation_on_the_same_key_waits_then_fails_in_time() {
+        let locks = KeyLocks::default();
+        let held = locks.lock(&key("a"), Instant::now()).await.expect("free");
+        let start = Instant::now();
+        let error = locks
+            .lock(&key("a"), start + Duration::from_millis(500))
+            .await
+            .err()
+            .expect("the key's lock is held");
+        assert!(error.is_timeout() && error.is_unsent(), "{error:?}");
+        assert_eq!(start.elapsed(), Duration::from_millis(500));
+        drop(held);
+        let again = locks.lock(&key("a"), Instant::now()).await;
+        assert!(again.is_ok(), "a released lock is free");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_s_entry_goes_with_its_last_claim() {
+        let locks = KeyLocks::default();
+        let held = locks.lock(&key("a"), Instant::now()).await.expect("free");
+        // A waiter dropped while it waits gives its claim back.
+        let a = key("a");
+        let mut waiter = Box::pin(locks.lock(&a, Instant::now() + Duration::from_secs(1)));
+        let waited = tokio::time::timeout(Duration::from_millis(10), waiter.as_mut()).await;
+        assert!(waited.is_err(), "the key's lock is held");
+        drop(waiter);
+        // So does one that timed out.
+        let timed_out = locks.lock(&key("a"), Instant::now()).await;
+        assert!(timed_out.is_err());
+        assert_eq!(locks.in_use().len(), 1, "only the holder's key");
+        drop(held);
+        assert_eq!(locks.in_use().len(), 0, "an entry outlived its claims");
+    }
+}

@@ -147,7 +147,7 @@ impl Replicate {
                     shared: weak.clone(),
                 },
             ),
-            key_locks: KeyLocks::new(256),
+            key_locks: KeyLocks::default(),
             counters: Counters::default(),
             config,
             make_node,

@@ -131,6 +131,11 @@ impl Marked {
     }
 }
 
+/// How many times a marker is added, should it vanish each time between
+/// the add that found it and the append (a cleanup removing its last
+/// entries: chaos seed 19).
+const MARKER_ATTEMPTS: usize = 3;
+
 /// A random identity of this client: whose entries a cleanup may remove.
 pub(crate) fn writer_id() -> u64 {
     let nanos = SystemTime::now()
@@ -196,29 +201,42 @@ impl Shared {
         let value = encode_entries(&entries);
         let marker = marker_key(key);
         let exptime = Ttl::After(self.config.stale_marker_ttl).exptime();
-        // A marker is new (add, with its lifetime) or exists (append).
+        // A marker is new (add, with its lifetime) or exists (append). One
+        // that went between the two (a cleanup removed its last entries)
+        // is added again.
         let mut add = MetaSet::new(marker.clone(), value.clone());
         add.mode = SetMode::Add;
         add.ttl = Some(exptime);
         let mut append = MetaSet::new(marker, value);
         append.mode = SetMode::Append;
-        let stored_by = |answer: &Result<Reply, Error>| matches!(answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored);
+        let answered = |answer: &Result<Reply, Error>, status| matches!(answer, Ok(Reply::Meta(m)) if m.status == status);
         let mut stored = Vec::new();
-        let mut exists = Vec::new();
-        self.on_holders(nodes, &add, 0, |node, answer| match answer {
-            answer if stored_by(&answer) => stored.push(node),
-            Ok(Reply::Meta(m)) if m.status == MetaStatus::NotStored => exists.push(node),
-            _ => {}
-        })
-        .await;
-        if !exists.is_empty() {
-            let before = stored.len();
-            self.on_holders(&exists, &append, before, |node, answer| {
-                if stored_by(&answer) {
+        let mut to_add: Vec<&'h Arc<Member>> = nodes.to_vec();
+        for _ in 0..MARKER_ATTEMPTS {
+            let mut exists = Vec::new();
+            self.on_holders(&to_add, &add, stored.len(), |node, answer| {
+                if answered(&answer, MetaStatus::Stored) {
                     stored.push(node);
+                } else if answered(&answer, MetaStatus::NotStored) {
+                    exists.push(node);
                 }
             })
             .await;
+            to_add.clear();
+            if exists.is_empty() {
+                break;
+            }
+            self.on_holders(&exists, &append, stored.len(), |node, answer| {
+                if answered(&answer, MetaStatus::Stored) {
+                    stored.push(node);
+                } else if answered(&answer, MetaStatus::NotStored) {
+                    to_add.push(node);
+                }
+            })
+            .await;
+            if to_add.is_empty() {
+                break;
+            }
         }
         self.counters.record(Event::Marked {
             key,

@@ -43,6 +43,9 @@ struct Model {
     broken: bool,
     /// Answers nothing, as a frozen process.
     hung: bool,
+    /// A key whose next add is refused as if it were held, though it is
+    /// not: gone before the append that follows.
+    vanishing: Option<Bytes>,
 }
 
 impl Model {
@@ -77,6 +80,10 @@ impl Model {
 
     fn set(&mut self, set: &MetaSet) -> Reply {
         let key = Bytes::copy_from_slice(set.key.as_bytes());
+        if set.mode == SetMode::Add && self.vanishing.as_ref() == Some(&key) {
+            self.vanishing = None;
+            return meta(MetaStatus::NotStored, None, MetaFlags::default());
+        }
         let held = self.items.get(&key);
         if let Some(compare) = set.compare_cas {
             match held {
@@ -193,6 +200,12 @@ impl Node {
         let set = MetaSet::new(Key::new(key.to_owned()).unwrap(), value.to_owned());
         self.model.lock().unwrap().set(&set);
         self.model.lock().unwrap().sent.clear();
+    }
+
+    /// Refuses the next add of `key` as held, then holds nothing of it
+    /// (removed by a cleanup between an add and an append).
+    fn vanishes_once(&self, key: &Key) {
+        self.model.lock().unwrap().vanishing = Some(Bytes::copy_from_slice(key.as_bytes()));
     }
 
     fn value_of(&self, key: &str) -> Option<(Bytes, bool)> {
@@ -344,6 +357,27 @@ async fn quorum_acknowledges_a_set_a_node_failed_and_marks_the_node() {
             .expect("a stale marker on every holder");
         assert!(!record.is_empty());
         assert_eq!(node.value_of("k"), Some((Bytes::from("v"), false)));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_marker_that_vanishes_between_its_add_and_its_append_is_added_again() {
+    let (replicate, nodes) = cluster(3, ReplicationConfig::default()).await;
+    nodes[2].break_down();
+    let marker = super::stale::marker_key(&key("k"));
+    for node in &nodes[..2] {
+        node.vanishes_once(&marker);
+    }
+    let reply = call(&replicate, MetaSet::new(key("k"), "v")).await;
+    assert!(
+        matches!(&reply, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored),
+        "{reply:?}"
+    );
+    for node in &nodes[..2] {
+        let (record, _) = node
+            .value_of(std::str::from_utf8(marker.as_bytes()).unwrap())
+            .expect("a stale marker on every holder");
+        assert!(!record.is_empty());
     }
 }
 
