@@ -131,9 +131,9 @@ impl Marked {
     }
 }
 
-/// How many times a marker is added, should it vanish each time between
-/// the add that found it and the append (a cleanup removing its last
-/// entries: chaos seed 19).
+/// How many times in all a marker is added, should it vanish each time
+/// between the add that found it and the append (a cleanup removing its
+/// last entries: chaos seed 19).
 const MARKER_ATTEMPTS: usize = 3;
 
 /// A random identity of this client: whose entries a cleanup may remove.

@@ -43,9 +43,9 @@ struct Model {
     broken: bool,
     /// Answers nothing, as a frozen process.
     hung: bool,
-    /// A key whose next add is refused as if it were held, though it is
-    /// not: gone before the append that follows.
-    vanishing: Option<Bytes>,
+    /// A key whose next adds (how many) are refused as if it were held,
+    /// though it is not: gone before the append that follows.
+    vanishing: Option<(Bytes, usize)>,
 }
 
 impl Model {
@@ -80,9 +80,11 @@ impl Model {
 
     fn set(&mut self, set: &MetaSet) -> Reply {
         let key = Bytes::copy_from_slice(set.key.as_bytes());
-        if set.mode == SetMode::Add && self.vanishing.as_ref() == Some(&key) {
-            self.vanishing = None;
-            return meta(MetaStatus::NotStored, None, MetaFlags::default());
+        if let Some((vanishing, times)) = &mut self.vanishing {
+            if set.mode == SetMode::Add && *vanishing == key && *times > 0 {
+                *times -= 1;
+                return meta(MetaStatus::NotStored, None, MetaFlags::default());
+            }
         }
         let held = self.items.get(&key);
         if let Some(compare) = set.compare_cas {
@@ -202,10 +204,11 @@ impl Node {
         self.model.lock().unwrap().sent.clear();
     }
 
-    /// Refuses the next add of `key` as held, then holds nothing of it
-    /// (removed by a cleanup between an add and an append).
-    fn vanishes_once(&self, key: &Key) {
-        self.model.lock().unwrap().vanishing = Some(Bytes::copy_from_slice(key.as_bytes()));
+    /// Refuses the next `times` adds of `key` as held, yet holds nothing
+    /// of it (removed by a cleanup between each add and the append).
+    fn vanishes(&self, key: &Key, times: usize) {
+        let key = Bytes::copy_from_slice(key.as_bytes());
+        self.model.lock().unwrap().vanishing = Some((key, times));
     }
 
     fn value_of(&self, key: &str) -> Option<(Bytes, bool)> {
@@ -365,9 +368,9 @@ async fn a_marker_that_vanishes_between_its_add_and_its_append_is_added_again() 
     let (replicate, nodes) = cluster(3, ReplicationConfig::default()).await;
     nodes[2].break_down();
     let marker = super::stale::marker_key(&key("k"));
-    for node in &nodes[..2] {
-        node.vanishes_once(&marker);
-    }
+    // Twice on one holder: its third add stores it.
+    nodes[0].vanishes(&marker, 2);
+    nodes[1].vanishes(&marker, 1);
     let reply = call(&replicate, MetaSet::new(key("k"), "v")).await;
     assert!(
         matches!(&reply, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored),
@@ -378,6 +381,31 @@ async fn a_marker_that_vanishes_between_its_add_and_its_append_is_added_again() 
             .value_of(std::str::from_utf8(marker.as_bytes()).unwrap())
             .expect("a stale marker on every holder");
         assert!(!record.is_empty());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_marker_that_keeps_vanishing_fails_the_write_after_three_adds() {
+    let (replicate, nodes) = cluster(3, ReplicationConfig::default()).await;
+    nodes[2].break_down();
+    let marker = super::stale::marker_key(&key("k"));
+    for node in &nodes[..2] {
+        node.vanishes(&marker, usize::MAX);
+        node.take_sent();
+    }
+    let error = call(&replicate, MetaSet::new(key("k"), "v"))
+        .await
+        .unwrap_err();
+    assert!(error.is_partial_write(), "{error:?}");
+    for node in &nodes[..2] {
+        let adds = node
+            .take_sent()
+            .into_iter()
+            .filter(
+                |c| matches!(c, Command::MetaSet(s) if s.key == marker && s.mode == SetMode::Add),
+            )
+            .count();
+        assert_eq!(adds, 3, "{}", node.addr);
     }
 }
 
