@@ -131,9 +131,9 @@ impl Marked {
     }
 }
 
-/// How many times in all a marker is added, should it vanish each time
-/// between the add that found it and the append (a cleanup removing its
-/// last entries: chaos seed 19).
+/// How many times in all a marker is added, should it vanish from every
+/// holder each time between the add that found it and the append (a
+/// cleanup removing its last entries: chaos seed 19).
 const MARKER_ATTEMPTS: usize = 3;
 
 /// A random identity of this client: whose entries a cleanup may remove.
@@ -203,7 +203,8 @@ impl Shared {
         let exptime = Ttl::After(self.config.stale_marker_ttl).exptime();
         // A marker is new (add, with its lifetime) or exists (append). One
         // that went between the two (a cleanup removed its last entries)
-        // is added again.
+        // is added again, only while no holder keeps the record: a round
+        // more costs the write a round trip (a timeout on a slow node).
         let mut add = MetaSet::new(marker.clone(), value.clone());
         add.mode = SetMode::Add;
         add.ttl = Some(exptime);
@@ -234,7 +235,7 @@ impl Shared {
                 }
             })
             .await;
-            if to_add.is_empty() {
+            if to_add.is_empty() || !stored.is_empty() {
                 break;
             }
         }

@@ -368,9 +368,9 @@ async fn a_marker_that_vanishes_between_its_add_and_its_append_is_added_again() 
     let (replicate, nodes) = cluster(3, ReplicationConfig::default()).await;
     nodes[2].break_down();
     let marker = super::stale::marker_key(&key("k"));
-    // Twice on one holder: its third add stores it.
-    nodes[0].vanishes(&marker, 2);
-    nodes[1].vanishes(&marker, 1);
+    for node in &nodes[..2] {
+        node.vanishes(&marker, 1);
+    }
     let reply = call(&replicate, MetaSet::new(key("k"), "v")).await;
     assert!(
         matches!(&reply, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored),
@@ -382,6 +382,27 @@ async fn a_marker_that_vanishes_between_its_add_and_its_append_is_added_again() 
             .expect("a stale marker on every holder");
         assert!(!record.is_empty());
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_marker_kept_by_one_holder_is_not_added_again_where_it_vanished() {
+    let (replicate, nodes) = cluster(3, ReplicationConfig::default()).await;
+    nodes[2].break_down();
+    let marker = super::stale::marker_key(&key("k"));
+    // Node 0 holds a marker already; node 1's goes before the append.
+    nodes[0].holds(std::str::from_utf8(marker.as_bytes()).unwrap(), "");
+    nodes[1].vanishes(&marker, 1);
+    let reply = call(&replicate, MetaSet::new(key("k"), "v")).await;
+    assert!(
+        matches!(&reply, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored),
+        "{reply:?}"
+    );
+    let adds = nodes[1]
+        .take_sent()
+        .into_iter()
+        .filter(|c| matches!(c, Command::MetaSet(s) if s.key == marker && s.mode == SetMode::Add))
+        .count();
+    assert_eq!(adds, 1, "a round more, though node 0 keeps the record");
 }
 
 #[tokio::test(start_paused = true)]
