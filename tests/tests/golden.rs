@@ -126,7 +126,7 @@ fn meta_set_and_get_round_trip_value_flags_ttl_and_cas() {
         hit.flags.ttl
     );
     assert_eq!(hit.flags.cas, Some(cas));
-    assert_eq!(hit.flags.key.as_deref(), Some(&b"m:1"[..]));
+    assert_eq!(hit.flags.key().map(|k| &k[..]), Some(&b"m:1"[..]));
     assert_eq!(hit.flags.opaque, Some(77));
 
     let miss = meta(conn.send(MetaGet::full(key("m:absent")).into()));

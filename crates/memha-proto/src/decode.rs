@@ -346,7 +346,7 @@ fn meta_flags(header: &Bytes, start: usize, end: usize) -> Result<MetaFlags, Err
                     )
                 }
                 b't' => flags.ttl = Some(parse_i64(arg).ok_or_else(bad)?),
-                b'k' if !arg.is_empty() => flags.key = Some(header.slice(at + 1..at + len)),
+                b'k' if !arg.is_empty() => flags.set_key(Some(header.slice(at + 1..at + len))),
                 b'O' => {
                     flags.opaque = Some(
                         parse_u64(arg)
@@ -354,15 +354,13 @@ fn meta_flags(header: &Bytes, start: usize, end: usize) -> Result<MetaFlags, Err
                             .ok_or_else(bad)?,
                     )
                 }
-                b's' => flags.size = Some(parse_u64(arg).ok_or_else(bad)?),
-                b'h' => {
-                    flags.hit_before = Some(match arg {
-                        b"0" => false,
-                        b"1" => true,
-                        _ => return Err(bad()),
-                    })
-                }
-                b'l' => flags.last_access = Some(parse_u64(arg).ok_or_else(bad)?),
+                b's' => flags.set_size(Some(parse_u64(arg).ok_or_else(bad)?)),
+                b'h' => flags.set_hit_before(Some(match arg {
+                    b"0" => false,
+                    b"1" => true,
+                    _ => return Err(bad()),
+                })),
+                b'l' => flags.set_last_access(Some(parse_u64(arg).ok_or_else(bad)?)),
                 b'W' => flags.won = true,
                 b'X' => flags.stale = true,
                 b'Z' => flags.win_pending = true,

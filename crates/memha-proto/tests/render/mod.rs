@@ -85,19 +85,19 @@ fn render_meta_flags(f: &MetaFlags, out: &mut Vec<u8>) {
     if let Some(v) = f.ttl {
         put(format!("t{v}"));
     }
-    if let Some(k) = &f.key {
+    if let Some(k) = f.key() {
         put(format!("k{}", String::from_utf8(k.to_vec()).unwrap()));
     }
     if let Some(v) = f.opaque {
         put(format!("O{v}"));
     }
-    if let Some(v) = f.size {
+    if let Some(v) = f.size() {
         put(format!("s{v}"));
     }
-    if let Some(v) = f.hit_before {
+    if let Some(v) = f.hit_before() {
         put(format!("h{}", u8::from(v)));
     }
-    if let Some(v) = f.last_access {
+    if let Some(v) = f.last_access() {
         put(format!("l{v}"));
     }
     if f.won {
@@ -157,11 +157,11 @@ fn meta_flags() -> impl Strategy<Value = MetaFlags> {
                 f.cas = cas;
                 f.client_flags = client_flags;
                 f.ttl = ttl;
-                f.key = key.map(Bytes::from);
+                f.set_key(key.map(Bytes::from));
                 f.opaque = opaque;
-                f.size = size;
-                f.hit_before = hit_before;
-                f.last_access = last_access;
+                f.set_size(size);
+                f.set_hit_before(hit_before);
+                f.set_last_access(last_access);
                 (f.won, f.stale, f.win_pending) = wxz;
                 f
             },
