@@ -326,3 +326,18 @@ async fn replication_runs_through_a_user_written_retry_layer() {
     // The reads that met the killed node were retried by the user's layer.
     assert!(retry.retries.load(Ordering::Relaxed) >= 1);
 }
+
+/// A single node's operation future is moved whole by every caller (into
+/// its task, through `IntoFuture`): the stack's rare parts (the timer of
+/// a call the connection's timer does not cover, a user's service) are
+/// boxed so it stays small. It was 784 bytes before they were.
+#[tokio::test]
+async fn a_single_node_operation_s_future_stays_small() {
+    let client = Client::builder()
+        .node("127.0.0.1:1".parse().unwrap())
+        .build_single_node()
+        .unwrap();
+    let get = client.get("k");
+    let size = std::mem::size_of_val(&get);
+    assert!(size <= 512, "a get's future takes {size} bytes");
+}

@@ -123,9 +123,11 @@ impl Client {
         let sent = match &self.inner.backend {
             Backend::Node(node) => Either::Left(node.send(command, self.inner.timeout)),
             Backend::Cluster(cluster) => Either::Right(Either::Left(cluster.send(command))),
-            Backend::Service(service) => {
-                Either::Right(Either::Right(self.send_through(service.clone(), command)))
-            }
+            // Boxed: the user's service's future and a timer, beside the
+            // fast paths' small futures, would make every one larger.
+            Backend::Service(service) => Either::Right(Either::Right(Box::pin(
+                self.send_through(service.clone(), command),
+            ))),
         };
         // Without a subscriber that wants it, the span is not entered on
         // every poll.

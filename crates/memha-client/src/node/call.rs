@@ -289,23 +289,25 @@ impl Future for NodeCall {
 // in the future, not once as an argument and once as a local.
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn bounded(
-    call: NodeCall,
+    mut call: NodeCall,
     timeout: Duration,
 ) -> impl Future<Output = Result<Reply, Error>> + Send + 'static {
     async move {
         let deadline = call.deadline.expect("a bounded call carries its deadline");
-        let mut call = call;
-        let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
+        // Boxed: made only when the call is not covered (its `Sleep` would
+        // more than double the size of every call's future, which callers
+        // move whole).
+        let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
         std::future::poll_fn(|cx| {
             // An answer that came in time wins over the deadline.
             if let Poll::Ready(result) = Pin::new(&mut call).poll(cx) {
                 return Poll::Ready(result);
             }
             if timer.is_none() && !call.is_covered() {
-                timer.set(Some(tokio::time::sleep_until(deadline)));
+                timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
             }
-            if let Some(timer) = timer.as_mut().as_pin_mut() {
-                ready!(timer.poll(cx));
+            if let Some(timer) = timer.as_mut() {
+                ready!(timer.as_mut().poll(cx));
                 return Poll::Ready(Err(call.time_out(timeout)));
             }
             Poll::Pending
