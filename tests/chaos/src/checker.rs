@@ -438,8 +438,11 @@ pub fn check(input: &CheckInput<'_>) -> Findings {
 /// - `add` (decided by the key's primary): the primary read, the other
 ///   nodes read and the primary repaired when it missed, the add itself,
 ///   the primary read again for its copy, the copy written to the others
-///   (and clean-ups): 7, plus at most one waiting for an earlier
-///   coordinated call on the same key: 8.
+///   (and clean-ups): 7, plus one for waiting for an earlier coordinated
+///   call of the same client on the same key: 8. (That wait may last two
+///   timeouts, and the README's bounds count rounds more that rarely take
+///   a timeout each: these budgets are the paths a run meets, not those
+///   bounds.)
 pub fn timeouts(op: &Op) -> u32 {
     match op {
         Op::Get | Op::Touch { .. } => READ_TIMEOUTS,
