@@ -131,6 +131,19 @@ impl Marked {
     }
 }
 
+/// Sorts the holders' answers to a marker write: stored, or refused
+/// (`NS`) into `refused`. A failure is dropped.
+fn stored_or_refused<'v, 'h>(
+    stored: &'v mut Vec<&'h Arc<Member>>,
+    refused: &'v mut Vec<&'h Arc<Member>>,
+) -> impl FnMut(&'h Arc<Member>, Result<Reply, Error>) + 'v {
+    move |node, answer| match answer {
+        Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored => stored.push(node),
+        Ok(Reply::Meta(m)) if m.status == MetaStatus::NotStored => refused.push(node),
+        _ => {}
+    }
+}
+
 /// How many times in all a marker is added, should it vanish from every
 /// holder each time between the add that found it and the append (a
 /// cleanup removing its last entries: chaos seed 19).
@@ -210,31 +223,22 @@ impl Shared {
         add.ttl = Some(exptime);
         let mut append = MetaSet::new(marker, value);
         append.mode = SetMode::Append;
-        let answered = |answer: &Result<Reply, Error>, status| matches!(answer, Ok(Reply::Meta(m)) if m.status == status);
         let mut stored = Vec::new();
         let mut to_add: Vec<&'h Arc<Member>> = nodes.to_vec();
         for _ in 0..MARKER_ATTEMPTS {
+            // Refused by an add: the marker exists, so it is appended to.
             let mut exists = Vec::new();
-            self.on_holders(&to_add, &add, stored.len(), |node, answer| {
-                if answered(&answer, MetaStatus::Stored) {
-                    stored.push(node);
-                } else if answered(&answer, MetaStatus::NotStored) {
-                    exists.push(node);
-                }
-            })
-            .await;
+            let before = stored.len();
+            let sort = stored_or_refused(&mut stored, &mut exists);
+            self.on_holders(&to_add, &add, before, sort).await;
             to_add.clear();
             if exists.is_empty() {
                 break;
             }
-            self.on_holders(&exists, &append, stored.len(), |node, answer| {
-                if answered(&answer, MetaStatus::Stored) {
-                    stored.push(node);
-                } else if answered(&answer, MetaStatus::NotStored) {
-                    to_add.push(node);
-                }
-            })
-            .await;
+            // Refused by an append: the marker went meanwhile.
+            let before = stored.len();
+            let sort = stored_or_refused(&mut stored, &mut to_add);
+            self.on_holders(&exists, &append, before, sort).await;
             if to_add.is_empty() || !stored.is_empty() {
                 break;
             }

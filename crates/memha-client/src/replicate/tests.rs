@@ -353,14 +353,19 @@ async fn quorum_acknowledges_a_set_a_node_failed_and_marks_the_node() {
         Some(NodeState::Down)
     );
     // The holders keep the record that node 2 missed the write.
-    let marker = super::stale::marker_key(&key("k"));
     for node in &nodes[..2] {
-        let (record, _) = node
-            .value_of(std::str::from_utf8(marker.as_bytes()).unwrap())
-            .expect("a stale marker on every holder");
-        assert!(!record.is_empty());
+        assert_marked(node, "k");
         assert_eq!(node.value_of("k"), Some((Bytes::from("v"), false)));
     }
+}
+
+/// Asserts that `node` holds a record of missed writes of `key`.
+fn assert_marked(node: &Node, key_name: &str) {
+    let marker = super::stale::marker_key(&key(key_name));
+    let (record, _) = node
+        .value_of(std::str::from_utf8(marker.as_bytes()).unwrap())
+        .unwrap_or_else(|| panic!("no stale marker for {key_name} on {}", node.addr));
+    assert!(!record.is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -377,10 +382,7 @@ async fn a_marker_that_vanishes_between_its_add_and_its_append_is_added_again() 
         "{reply:?}"
     );
     for node in &nodes[..2] {
-        let (record, _) = node
-            .value_of(std::str::from_utf8(marker.as_bytes()).unwrap())
-            .expect("a stale marker on every holder");
-        assert!(!record.is_empty());
+        assert_marked(node, "k");
     }
 }
 
