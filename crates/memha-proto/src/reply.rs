@@ -184,13 +184,20 @@ impl MetaFlags {
     /// Changes the rare flags, keeping none allocated when none is set (so
     /// flags that read the same compare equal).
     fn set_rare(&mut self, change: impl FnOnce(&mut RareFlags)) {
-        let mut rare = self
-            .rare
-            .take()
-            .map_or_else(RareFlags::default, |rare| *rare);
-        change(&mut rare);
-        if rare != RareFlags::default() {
-            self.rare = Some(Box::new(rare));
+        match &mut self.rare {
+            Some(rare) => {
+                change(rare);
+                if **rare == RareFlags::default() {
+                    self.rare = None;
+                }
+            }
+            None => {
+                let mut rare = RareFlags::default();
+                change(&mut rare);
+                if rare != RareFlags::default() {
+                    self.rare = Some(Box::new(rare));
+                }
+            }
         }
     }
 }

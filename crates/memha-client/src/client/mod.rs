@@ -475,11 +475,10 @@ impl<L> ClientBuilder<L> {
 
     /// The most one request to one node may take, retries and waiting for
     /// room in the connection included (default 1 s; a longer one than a
-    /// year is taken as a year). On a single node it
-    /// bounds each operation; a replicated operation makes up to three
-    /// rounds of node requests (eight for one the key's primary decides:
-    /// add, replace, cas, append, prepend, incr/decr, its wait for the
-    /// key's lock included).
+    /// year is taken as a year). On a single node it bounds each
+    /// operation; a replicated operation makes a bounded number of rounds
+    /// of node requests, each within it (typically one to three; the
+    /// README's "Clear failure" gives the bounds of each operation).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.stack = self.stack.timeout(timeout);
         self
@@ -612,7 +611,7 @@ impl<L> ClientBuilder<L> {
                     Some(host) => stack.connection.for_host(host),
                     None => stack.connection.clone(),
                 };
-                let probe = connection.probe(addr, stack.timeout);
+                let probe = connection.probe(addr, stack.request_timeout());
                 let health = table.add_named_node(addr, id.as_str(), probe);
                 (
                     health.clone(),

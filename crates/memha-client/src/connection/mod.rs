@@ -89,8 +89,10 @@ pub struct Connection {
     waiting: Option<PollSemaphore>,
 }
 
-/// Owned by every handle and pending response: when the last one goes,
-/// the connection closes and its tasks end.
+/// Owned by every handle and by each pending response that outlives its
+/// handle (a response sent with `send_held` holds none: its node stack's
+/// handle does): when the last one goes, the connection closes and its
+/// tasks end.
 struct Owner {
     shared: Arc<Shared>,
 }

@@ -135,7 +135,7 @@ impl Route {
 }
 
 /// One request on one node with its retries, with no timer of its own:
-/// see the module's docs. With a deadline ([`with_deadline`](Self::with_deadline)),
+/// see the module's docs. With a deadline ([`within`](Self::within)),
 /// its attempts ask the connection's timer to bound them and it retries
 /// nothing past it. Drop it to give up; [`time_out`](Self::time_out)
 /// gives up with the timeout error and counts the timeout against the
@@ -174,9 +174,10 @@ impl NodeCall {
         }
     }
 
-    /// The call bounded by `deadline` (see [`bounded`]).
-    pub(crate) fn with_deadline(mut self, deadline: Instant) -> Self {
-        self.deadline = Some(deadline);
+    /// The call bounded by `timeout` from now (see [`bounded`]), its
+    /// attempts too (the connection's timer may bound them).
+    pub(crate) fn within(mut self, timeout: Duration) -> Self {
+        self.deadline = Some(Instant::now() + timeout);
         self
     }
 
@@ -280,7 +281,7 @@ impl Future for NodeCall {
 }
 
 /// Awaits `call` until its deadline (set with
-/// [`NodeCall::with_deadline`], `timeout` after it was made), the wait for
+/// [`NodeCall::within`], `timeout` after it was made), the wait for
 /// room and the retries included. While its attempt is covered by the connection's one
 /// timer (see [`Connection`](crate::Connection)), no timer of its own is
 /// made; the first poll that finds it uncovered (waiting for room, the

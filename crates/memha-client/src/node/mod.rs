@@ -321,8 +321,7 @@ impl NodeService {
         timeout: Duration,
     ) -> impl Future<Output = Result<Reply, Error>> + Send + 'static {
         let timeout = self.timeout.map_or(timeout, |own| own.min(timeout));
-        let deadline = tokio::time::Instant::now() + timeout;
-        call::bounded(self.start(command).with_deadline(deadline), timeout)
+        call::bounded(self.start(command).within(timeout), timeout)
     }
 
     /// One request on this node, for the caller to bound (a replicated
@@ -352,15 +351,12 @@ impl Service<Command> for NodeService {
         let fresh = self.route.clone();
         let reserved = std::mem::replace(&mut self.route, fresh);
         let mut call = NodeCall::new(reserved, command);
-        let deadline = self
-            .timeout
-            .map(|timeout| (timeout, tokio::time::Instant::now() + timeout));
-        if let Some((_, deadline)) = deadline {
-            call = call.with_deadline(deadline);
+        if let Some(timeout) = self.timeout {
+            call = call.within(timeout);
         }
         call.send_now();
-        match deadline {
-            Some((timeout, _)) => ResponseFuture::new(Box::pin(call::bounded(call, timeout))),
+        match self.timeout {
+            Some(timeout) => ResponseFuture::new(Box::pin(call::bounded(call, timeout))),
             None => ResponseFuture::new(Box::pin(call)),
         }
     }

@@ -177,7 +177,9 @@ pub(crate) enum Watched<T> {
 impl<'m> Calls<'_, &'m Arc<Member>> {
     /// Whether every node not answered yet is stalled.
     pub(crate) fn only_stalled_left(&self, stall_after: Duration) -> bool {
-        self.pending_nodes().all(|m| m.is_stalled(stall_after))
+        let now = std::time::Instant::now();
+        self.pending_nodes()
+            .all(|m| m.is_stalled_at(stall_after, now))
     }
 
     /// Makes [`next_watched`](Self::next_watched) look at the nodes still

@@ -25,7 +25,8 @@
 //!   missed are deleted on it, or it is flushed (a restart may predate
 //!   writes it took before it went away).
 //!
-//! Every operation's future is boxed, and kept within 1,024 bytes: a box
+//! Every operation's future is boxed, and the hot ones (get, set) are kept
+//! within 1,024 bytes (a guard test measures them): a box
 //! is allocated on the worker thread that starts the operation and often
 //! freed on another, and glibc serves blocks up to 1,032 bytes from
 //! per-thread caches while larger ones take arena locks both workers
