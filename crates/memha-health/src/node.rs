@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -40,9 +40,6 @@ impl Events {
 /// The part of a node's state that changes only under its lock.
 #[derive(Debug, Default)]
 struct Machine {
-    /// Bumped on every transition, so an answer about an older state (a
-    /// rejoin hook that finished late) is not applied to a newer one.
-    epoch: u64,
     /// The last successful probe's report; `None` until the node first answers.
     last_report: Option<ProbeReport>,
     /// Why the node is rejoining, while it is.
@@ -84,6 +81,12 @@ pub(crate) struct NodeShared {
     threshold: u32,
     damping: Damping,
     state: AtomicU8,
+    /// Bumped on every transition (under the lock, before `state` changes,
+    /// so whoever sees the new state sees the new epoch), so an answer
+    /// about an older state (a rejoin hook that finished late) is not
+    /// applied to a newer one. Atomic: every replicated read takes its
+    /// primary's, and a lock there would be shared by every request.
+    epoch: AtomicU64,
     failures: AtomicU32,
     machine: Mutex<Machine>,
     /// Wakes the node's monitor to reschedule its next probe.
@@ -130,6 +133,7 @@ impl NodeHealth {
                     max: config.flap_hold_max,
                 },
                 state: AtomicU8::new(NodeState::Joining.to_u8()),
+                epoch: AtomicU64::new(0),
                 failures: AtomicU32::new(0),
                 machine: Mutex::new(Machine::default()),
                 wake: Notify::new(),
@@ -170,7 +174,7 @@ impl NodeHealth {
 
     /// How many state changes the node went through since it was added.
     pub fn transition_count(&self) -> u64 {
-        self.shared.lock().epoch
+        self.shared.epoch.load(Ordering::Acquire)
     }
 
     /// What the last successful probe reported, if any probe succeeded yet.
@@ -353,14 +357,15 @@ impl NodeShared {
         }
         machine.rejoin_attempts += 1;
         let reason = machine.rejoin_reason.unwrap_or(RejoinReason::Unknown);
-        Some((machine.epoch, reason, machine.rejoin_attempts))
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        Some((epoch, reason, machine.rejoin_attempts))
     }
 
     /// The hook attempt begun at `epoch` succeeded: Up, unless the node
     /// changed state meanwhile.
     pub(crate) fn made_safe(&self, epoch: u64) {
         let mut machine = self.lock();
-        if machine.epoch == epoch && self.state() == NodeState::Rejoining {
+        if self.epoch.load(Ordering::Relaxed) == epoch && self.state() == NodeState::Rejoining {
             machine.rejoin_reason = None;
             self.set_state(&mut machine, NodeState::Up, Cause::MadeSafe);
         }
@@ -391,8 +396,9 @@ impl NodeShared {
     }
 
     fn set_state(&self, machine: &mut Machine, to: NodeState, cause: Cause) {
+        // Changed only under the lock (held here), read anywhere.
+        self.epoch.fetch_add(1, Ordering::Release);
         let from = NodeState::from_u8(self.state.swap(to.to_u8(), Ordering::AcqRel));
-        machine.epoch += 1;
         self.damp(machine, from, to);
         self.failures.store(0, Ordering::Release);
         let transition = Transition {
