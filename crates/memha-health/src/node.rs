@@ -173,6 +173,8 @@ impl NodeHealth {
     }
 
     /// How many state changes the node went through since it was added.
+    /// One atomic load; read after [`state`](Self::state), it counts at
+    /// least the change to the state seen.
     pub fn transition_count(&self) -> u64 {
         self.shared.epoch.load(Ordering::Acquire)
     }

@@ -12,9 +12,10 @@
 //!
 //! The timeout, retries and health records are one hand-written future
 //! ([`call::NodeCall`] with [`call::bounded`]) rather than a stack of tower
-//! middleware: without layers of your own, a request costs no allocation
-//! of the stack's, and no timer of its own when the connection's one timer
-//! bounds it. Replies come back in order, so the reader's timer, armed at
+//! middleware: without layers of your own, a request the connection's one
+//! timer bounds costs no allocation of the stack's and no timer of its
+//! own (one it does not bound boxes a timer of its own, kept out of line
+//! so every request's future stays small). Replies come back in order, so the reader's timer, armed at
 //! the earliest deadline awaiting a reply, bounds every request sent while
 //! it is armed with a deadline no earlier; others (the first request after
 //! an idle spell, one waiting for room, a retry it does not cover, one
@@ -314,7 +315,8 @@ impl NodeService {
     /// Sends one command and awaits its answer: waiting for room, the
     /// attempts and the retries all within `timeout` (and the stack's own
     /// timeout), under the connection's timer or one of its own. The fast
-    /// path of the client and the replication layer: nothing is boxed.
+    /// path of the client and the replication layer: nothing is boxed
+    /// but the timer of a request the connection's timer does not bound.
     pub(crate) fn send(
         &self,
         command: Command,

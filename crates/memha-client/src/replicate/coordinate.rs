@@ -11,6 +11,7 @@ use tracing::Instrument;
 
 use super::members::Member;
 use super::placement::Placement;
+use super::reply::is_stored;
 use super::Shared;
 use crate::error::{Error, ErrorKind};
 use crate::Ttl;
@@ -395,13 +396,15 @@ impl Shared {
                     let mut holders: Vec<&Arc<Member>> = gathered
                         .answers
                         .iter()
-                        .filter(|(_, answer)| {
-                            matches!(answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored)
-                        })
+                        .filter(|(_, answer)| is_stored(answer))
                         .map(|(member, _)| *member)
-                        .chain(targets.writable.iter().copied().filter(|m| {
-                            replaced.iter().any(|(r, _)| Arc::ptr_eq(r, m))
-                        }))
+                        .chain(
+                            targets
+                                .writable
+                                .iter()
+                                .copied()
+                                .filter(|m| replaced.iter().any(|(r, _)| Arc::ptr_eq(r, m))),
+                        )
                         .collect();
                     holders.extend(also_holding);
                     self.mark_stale(key, &unreplaced, &holders).await?;

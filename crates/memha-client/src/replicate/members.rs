@@ -108,15 +108,11 @@ impl Member {
         self.health.state()
     }
 
-    /// Whether the node has had requests outstanding with no answer for
-    /// `after` or longer (never, for a zero `after`): it is passed over by
-    /// reads and not waited for by writes, long before its requests time out.
-    pub(crate) fn is_stalled(&self, after: Duration) -> bool {
-        self.is_stalled_at(after, std::time::Instant::now())
-    }
-
-    /// [`is_stalled`](Self::is_stalled) as of `now`, so a read that looks
-    /// at several nodes reads the clock once.
+    /// Whether, as of `now`, the node has had requests outstanding with no
+    /// answer for `after` or longer (never, for a zero `after`): it is
+    /// passed over by reads and not waited for by writes, long before its
+    /// requests time out. `now` is the caller's, so a look at several
+    /// nodes reads the clock once.
     pub(crate) fn is_stalled_at(&self, after: Duration, now: std::time::Instant) -> bool {
         !after.is_zero() && self.service.stalled_for(now) >= after
     }

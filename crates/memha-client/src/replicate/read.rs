@@ -630,7 +630,7 @@ impl Round<'_, '_> {
         spares_left: bool,
         stall_after: Duration,
     ) -> Settle {
-        if !self.hedge || !calls.pending_nodes().all(|m| m.is_stalled(stall_after)) {
+        if !self.hedge || !calls.only_stalled_left(stall_after) {
             return Settle::Wait;
         }
         if self.prior.is_empty() && unanimous_live(asked) {

@@ -4,6 +4,12 @@
 use memha_proto::{Command, MetaFlags, MetaGet, MetaReply, MetaSet, MetaStatus, Reply, SetMode};
 
 use super::resolve::{Copy, Repair};
+use crate::error::Error;
+
+/// Whether a node answered a write (or a delete) with `Stored` (`HD`).
+pub(super) fn is_stored(answer: &Result<Reply, Error>) -> bool {
+    matches!(answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored)
+}
 
 /// A meta reply of `status` alone (no value, no flags).
 pub(super) fn status_reply(status: MetaStatus) -> Reply {

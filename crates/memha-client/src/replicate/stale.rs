@@ -24,6 +24,7 @@ use memha_proto::{Command, Key, MetaDelete, MetaGet, MetaSet, MetaStatus, Reply,
 use super::counters::Event;
 use super::fanout::{Calls, Order, Stragglers, Watched};
 use super::members::Member;
+use super::reply::is_stored;
 use super::Shared;
 use crate::error::Error;
 use crate::Ttl;
@@ -138,7 +139,7 @@ fn stored_or_refused<'v, 'h>(
     refused: &'v mut Vec<&'h Arc<Member>>,
 ) -> impl FnMut(&'h Arc<Member>, Result<Reply, Error>) + 'v {
     move |node, answer| match answer {
-        Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored => stored.push(node),
+        answer if is_stored(&answer) => stored.push(node),
         Ok(Reply::Meta(m)) if m.status == MetaStatus::NotStored => refused.push(node),
         _ => {}
     }
@@ -279,7 +280,7 @@ impl Shared {
         while let Some(next) = calls.next_watched(stall_after, stored > 0).await {
             match next {
                 Watched::Answer(holder, answer) => {
-                    if matches!(&answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored) {
+                    if is_stored(&answer) {
                         stored += 1;
                     }
                     each(holder, answer);

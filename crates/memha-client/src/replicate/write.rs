@@ -12,7 +12,7 @@ use super::fanout::{self, Gathered};
 use super::members::Member;
 use super::placement::{Placement, WriteTargets};
 use super::read::{asked_of, Asked};
-use super::reply::{shaped, status_reply};
+use super::reply::{is_stored, shaped, status_reply};
 use super::resolve;
 use super::stale::{self, Marked};
 use super::Shared;
@@ -64,10 +64,10 @@ impl Shared {
             .await?;
         // A Rejoining node may still hold a copy it is about to lose: only
         // the nodes that were Up say whether the key existed.
-        let deleted = gathered.answers.iter().any(|(member, answer)| {
-            trusted.contains(&member.addr)
-                && matches!(answer, Ok(Reply::Meta(m)) if m.status == MetaStatus::Stored)
-        });
+        let deleted = gathered
+            .answers
+            .iter()
+            .any(|(member, answer)| trusted.contains(&member.addr) && is_stored(answer));
         Ok(status_reply(if deleted {
             MetaStatus::Stored
         } else {
