@@ -367,6 +367,14 @@ fn assert_stored(reply: &Result<Reply, Error>) {
     );
 }
 
+/// Three nodes, node 2 failing: a write of `k` records it missed on the
+/// others, in `k`'s stale marker (the key returned).
+async fn node_2_misses_writes_of_k() -> (Replicate, Vec<Node>, Key) {
+    let (replicate, nodes) = cluster(3, ReplicationConfig::default()).await;
+    nodes[2].break_down();
+    (replicate, nodes, super::stale::marker_key(&key("k")))
+}
+
 /// How many adds of `marker` `node` was sent since it was last asked.
 fn marker_adds(node: &Node, marker: &Key) -> usize {
     node.take_sent()
@@ -386,9 +394,7 @@ fn assert_marked(node: &Node, key_name: &str) {
 
 #[tokio::test(start_paused = true)]
 async fn a_marker_that_vanishes_between_its_add_and_its_append_is_added_again() {
-    let (replicate, nodes) = cluster(3, ReplicationConfig::default()).await;
-    nodes[2].break_down();
-    let marker = super::stale::marker_key(&key("k"));
+    let (replicate, nodes, marker) = node_2_misses_writes_of_k().await;
     for node in &nodes[..2] {
         node.vanishes(&marker, 1);
     }
@@ -401,9 +407,7 @@ async fn a_marker_that_vanishes_between_its_add_and_its_append_is_added_again() 
 
 #[tokio::test(start_paused = true)]
 async fn a_marker_kept_by_one_holder_is_not_added_again_where_it_vanished() {
-    let (replicate, nodes) = cluster(3, ReplicationConfig::default()).await;
-    nodes[2].break_down();
-    let marker = super::stale::marker_key(&key("k"));
+    let (replicate, nodes, marker) = node_2_misses_writes_of_k().await;
     // Node 0 holds a marker already; node 1's goes before the append.
     nodes[0].holds(std::str::from_utf8(marker.as_bytes()).unwrap(), "");
     nodes[1].vanishes(&marker, 1);
@@ -418,9 +422,7 @@ async fn a_marker_kept_by_one_holder_is_not_added_again_where_it_vanished() {
 
 #[tokio::test(start_paused = true)]
 async fn a_marker_that_keeps_vanishing_fails_the_write_after_three_adds() {
-    let (replicate, nodes) = cluster(3, ReplicationConfig::default()).await;
-    nodes[2].break_down();
-    let marker = super::stale::marker_key(&key("k"));
+    let (replicate, nodes, marker) = node_2_misses_writes_of_k().await;
     for node in &nodes[..2] {
         node.vanishes(&marker, usize::MAX);
         node.take_sent();
